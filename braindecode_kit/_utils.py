@@ -1,0 +1,158 @@
+"""Small helpers shared by the whole package: atomic writes, seeds, soft imports,
+input checks and hashing."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib
+import json
+import os
+import random
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+PathLike = str | os.PathLike
+
+
+# --------------------------------------------------------------------------- atomic I/O
+@contextlib.contextmanager
+def atomic_path(path: PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
+
+    Nothing is left half-written: if the block raises, the temporary file is removed
+    and ``path`` keeps its old content (or stays absent).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+        raise
+
+
+@contextlib.contextmanager
+def atomic_dir(path: PathLike) -> Iterator[Path]:
+    """Yield a temporary folder beside ``path``; rename it onto ``path`` on success.
+
+    An existing folder at ``path`` is replaced only once the new one is complete.
+    """
+    import shutil
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        if path.exists():
+            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def write_text_atomic(path: PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (temp file + rename)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json_atomic(path: PathLike, obj: Any, indent: int = 2) -> None:
+    """Write ``obj`` as JSON to ``path`` atomically; numpy scalars and arrays are converted."""
+    write_text_atomic(path, json.dumps(obj, indent=indent, default=_json_default) + "\n")
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"Object of type {type(o).__name__} is not JSON serializable")
+
+
+# --------------------------------------------------------------------------- seeds
+def seed_everything(seed: int) -> np.random.Generator:
+    """Seed Python, NumPy and torch (if imported) and return a NumPy Generator."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    import sys
+
+    if "torch" in sys.modules:
+        import torch
+
+        torch.manual_seed(seed)
+    return np.random.default_rng(seed)
+
+
+# --------------------------------------------------------------------------- soft imports
+def soft_import(name: str, purpose: str, extra: str | None = None, strict: bool = True):
+    """Import an optional dependency, or raise an ImportError with an install hint."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as err:
+        if not strict:
+            return None
+        hint = f"pip install 'braindecode-kit[{extra}]'" if extra else f"pip install {name}"
+        raise ImportError(f"{name} is needed for {purpose}. Install with: {hint}") from err
+
+
+# --------------------------------------------------------------------------- checks
+def check_option(name: str, value: Any, allowed: Sequence[Any]) -> Any:
+    """Refuse ``value`` unless it is one of ``allowed``, MNE-style."""
+    if value not in allowed:
+        allowed_s = ", ".join(repr(a) for a in allowed)
+        raise ValueError(
+            f"Invalid value for the {name!r} parameter. Allowed values are {allowed_s}, "
+            f"but got {value!r} instead."
+        )
+    return value
+
+
+def check_finite(name: str, array: np.ndarray) -> None:
+    """Refuse an array with NaN or infinite values, saying how many and where."""
+    arr = np.asarray(array)
+    if arr.dtype.kind in "fc":
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            first = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise ValueError(
+                f"{name} must contain only finite values, but found {int(bad.sum())} NaN or "
+                f"infinite value(s) (first at index {first})."
+            )
+
+
+# --------------------------------------------------------------------------- hashing
+def hash_file(path: PathLike, algo: str = "sha256", chunk: int = 1 << 20) -> str:
+    """Hex digest of a file's bytes."""
+    h = hashlib.new(algo)
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def hash_bytes(data: bytes, algo: str = "sha256") -> str:
+    """Hex digest of bytes."""
+    return hashlib.new(algo, data).hexdigest()
+
+
+def hash_jsonable(obj: Any) -> str:
+    """A stable short hash of a JSON-serialisable object (keys sorted)."""
+    return hash_bytes(json.dumps(obj, sort_keys=True, default=_json_default).encode())[:16]
