@@ -1,0 +1,154 @@
+"""The ``braindecode-kit`` command line.
+
+    braindecode-kit demo --out runs/demo [--seed N]
+    braindecode-kit run pipelines/demo.yaml --out runs/demo [--seed N] [--restart]
+    braindecode-kit simulate fmri --out DIR --subjects N --seed S
+    braindecode-kit train-builtin clip --out DIR [--steps N]
+    braindecode-kit pipelines
+
+Multi-GPU / multi-node runs go through Hugging Face accelerate:
+``accelerate launch -m braindecode_kit.cli run pipelines/x.yaml --out runs/x``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import __version__
+
+
+def _resolve_pipeline(name: str) -> Path:
+    """A pipeline given as a path, or by the name of a shipped pipeline."""
+    from ._resources import pipelines_dir
+
+    path = Path(name)
+    if path.is_file():
+        return path
+    shipped = pipelines_dir() / (name if name.endswith(".yaml") else f"{name}.yaml")
+    if shipped.is_file():
+        return shipped
+    available = sorted(p.stem for p in pipelines_dir().glob("*.yaml"))
+    raise SystemExit(
+        f"braindecode-kit: pipeline {name!r} is neither a file nor a shipped pipeline "
+        f"(shipped: {', '.join(available)})"
+    )
+
+
+def _cmd_run(args: argparse.Namespace, pipeline: str | None = None) -> int:
+    from .config import load_config
+    from .pipeline import run_pipeline
+
+    path = _resolve_pipeline(pipeline or args.pipeline)
+    config = load_config(path, seed=args.seed)
+    metrics = run_pipeline(config, args.out, restart=args.restart, verbose=args.verbose)
+    print(f"Run folder: {args.out}")
+    print(f"  metrics: {Path(args.out) / 'metrics.json'}")
+    print(f"  report:  {Path(args.out) / 'report.html'}")
+    summary = metrics.get("summary")
+    if summary:
+        print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from .simulate import make_world, simulate_fmri
+
+    if args.kind != "fmri":
+        raise SystemExit(f"braindecode-kit simulate: unknown kind {args.kind!r} (known: fmri)")
+    world = make_world(args.images, seed=args.seed)
+    sim = simulate_fmri(world, args.out, n_subjects=args.subjects, seed=args.seed,
+                        snr=args.snr, verbose=args.verbose)
+    print(sim)
+    return 0
+
+
+def _cmd_train_builtin(args: argparse.Namespace) -> int:
+    from .embed.builtin import train_builtin_clip
+
+    if args.model != "clip":
+        raise SystemExit(f"braindecode-kit train-builtin: unknown model {args.model!r} (known: clip)")
+    kwargs = {"seed": args.seed}
+    if args.steps is not None:
+        kwargs["steps"] = args.steps
+    train_builtin_clip(args.out, verbose=args.verbose, **kwargs)
+    return 0
+
+
+def _cmd_pipelines(args: argparse.Namespace) -> int:
+    from ._resources import pipelines_dir
+
+    for p in sorted(pipelines_dir().glob("*.yaml")):
+        first = p.read_text().splitlines()[0].lstrip("# ").strip()
+        print(f"{p.stem:20s} {first}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for documentation and tests)."""
+    parser = argparse.ArgumentParser(
+        prog="braindecode-kit",
+        description="Decode what a person saw from fMRI, MEG and sEEG recordings.",
+    )
+    parser.add_argument("--version", action="version", version=f"braindecode-kit {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("-v", "--verbose", action="store_const", const="INFO", default="INFO",
+                       help="log progress (default)")
+        p.add_argument("-q", "--quiet", dest="verbose", action="store_const", const="WARNING",
+                       help="only warnings and errors")
+
+    p = sub.add_parser("run", help="run a pipeline YAML into a run folder (resumable)")
+    p.add_argument("pipeline", help="a pipeline YAML file or the name of a shipped pipeline")
+    p.add_argument("--out", required=True, help="the run folder")
+    p.add_argument("--seed", type=int, default=None, help="override the pipeline's seed")
+    p.add_argument("--restart", action="store_true", help="empty the run folder first")
+    common(p)
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("demo", help="the built-in demo pipeline (pipelines/demo.yaml)")
+    p.add_argument("--out", default="runs/demo", help="the run folder (default runs/demo)")
+    p.add_argument("--seed", type=int, default=None, help="changes the world, subjects and split")
+    p.add_argument("--restart", action="store_true", help="empty the run folder first")
+    common(p)
+    p.set_defaults(func=lambda a: _cmd_run(a, pipeline="demo"))
+
+    p = sub.add_parser("simulate", help="write simulated subjects in real file formats")
+    p.add_argument("kind", choices=["fmri"], help="recording kind")
+    p.add_argument("--out", required=True, help="output folder (a BIDS dataset)")
+    p.add_argument("--subjects", type=int, default=3, help="number of subjects")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--images", type=int, default=1200, help="size of the stimulus world")
+    p.add_argument("--snr", type=float, default=None, help="default: NSD-calibrated noise")
+    common(p)
+    p.set_defaults(func=_cmd_simulate)
+
+    p = sub.add_parser("train-builtin", help="retrain a built-in model of the world")
+    p.add_argument("model", choices=["clip"])
+    p.add_argument("--out", required=True, help="folder for the weights")
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    common(p)
+    p.set_defaults(func=_cmd_train_builtin)
+
+    p = sub.add_parser("pipelines", help="list the shipped pipelines")
+    p.set_defaults(func=_cmd_pipelines)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``braindecode-kit`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"braindecode-kit: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
