@@ -1,0 +1,45 @@
+"""Reading recordings into :class:`~braindecode_kit.trialset.TrialSet` objects.
+
+Names are imported lazily (nilearn, nibabel and h5py load on first use).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# public name -> module that defines it
+_LAZY = {
+    "load_fmri": "braindecode_kit.io.fmri",
+    "load_fmri_bids": "braindecode_kit.io.fmri",
+    "load_betas": "braindecode_kit.io.fmri",
+    "resolve_mask": "braindecode_kit.io.fmri",
+    "find_fmri_runs": "braindecode_kit.io.bids",
+    "fit_lss": "braindecode_kit.io.glm",
+    "fit_lsa": "braindecode_kit.io.glm",
+    "Int16OverflowError": "braindecode_kit.io.fmri",
+}
+_SUBMODULES = {"fmri", "glm", "bids"}
+
+__all__ = sorted(_LAZY)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .bids import find_fmri_runs
+    from .fmri import Int16OverflowError, load_betas, load_fmri, load_fmri_bids, resolve_mask
+    from .glm import fit_lsa, fit_lss
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    if name in _SUBMODULES:
+        module = importlib.import_module(f"braindecode_kit.io.{name}")
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'braindecode_kit.io' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY) | _SUBMODULES)
