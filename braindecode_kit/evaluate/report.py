@@ -26,7 +26,7 @@ table.metrics th,table.metrics td{border:1px solid #ddd;padding:.3em .7em;text-a
 table.metrics th{background:#f5f5f7}table.metrics td:first-child,table.metrics th:first-child{text-align:left}
 table.metrics tr.hl td{background:#eef6ff;font-weight:600}
 .grid{display:grid;gap:6px;margin:.6em 0}
-.cell{text-align:center;font-size:.75em;color:#333}
+.cell{text-align:center;font-size:.75em;color:#333;max-width:170px}
 .cell img{image-rendering:pixelated;border:3px solid transparent;display:block;margin:0 auto}
 .cell.ok img{border-color:#2e9d4f}.cell.bad img{border-color:#d23b3b}.cell.ref img{border-color:#444}
 .rowlabel{font-size:.8em;color:#555;align-self:center;text-align:right;padding-right:.4em}
