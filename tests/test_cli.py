@@ -1,0 +1,51 @@
+"""The command line: parsing, shipped pipelines, clear errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from braindecode_kit.cli import build_parser, main
+
+
+def test_parser_has_the_commands():
+    p = build_parser()
+    args = p.parse_args(["demo", "--out", "x", "--seed", "3"])
+    assert args.out == "x" and args.seed == 3
+    args = p.parse_args(["run", "pipelines/demo.yaml", "--out", "y"])
+    assert args.pipeline == "pipelines/demo.yaml" and args.seed is None
+    args = p.parse_args(["simulate", "fmri", "--out", "z", "--subjects", "2", "--seed", "1"])
+    assert args.subjects == 2 and args.kind == "fmri"
+
+
+def test_unknown_pipeline_is_named(tmp_path):
+    with pytest.raises(SystemExit, match="neither a file nor a shipped pipeline"):
+        main(["run", "no-such-pipeline", "--out", str(tmp_path)])
+
+
+def test_invalid_pipeline_reports_error(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\ntrain: {epochs: -1}\n")
+    assert main(["run", str(bad), "--out", str(tmp_path / "run")]) == 2
+    assert "train.epochs" in capsys.readouterr().err
+
+
+def test_pipelines_lists_demo(capsys):
+    assert main(["pipelines"]) == 0
+    assert "demo" in capsys.readouterr().out
+
+
+def test_console_script_version():
+    out = subprocess.run([sys.executable, "-m", "braindecode_kit.cli", "--version"],
+                         capture_output=True, text=True, check=True)
+    assert "braindecode-kit 0.1.0" in out.stdout
+
+
+def test_import_is_fast_and_lazy():
+    code = ("import sys, time; t=time.perf_counter(); import braindecode_kit; "
+            "dt=time.perf_counter()-t; assert 'torch' not in sys.modules, 'torch imported'; "
+            "assert 'mne' not in sys.modules; print(dt)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert float(out.stdout) < 1.0
