@@ -916,7 +916,9 @@ class TrialSet:
     # ------------------------------------------------------------------ display
     def _summary(self) -> list[tuple[str, str]]:
         t = self._trials
-        splits = t["split"].replace("", "(unassigned)").value_counts()
+        split_col = t["split"].replace("", "(unassigned)")
+        splits = split_col.value_counts()
+        n_stim = t.groupby(split_col.to_numpy())["stimulus_id"].nunique()
         rows = [
             ("subject", self._subject),
             ("modality", self._modality),
@@ -927,7 +929,8 @@ class TrialSet:
                 self._data, np.memmap) else "")),
             ("sessions", ", ".join(str(s) for s in pd.unique(t["session"])[:20])
              + (" ..." if t["session"].nunique() > 20 else "")),
-            ("splits", ", ".join(f"{k}: {v}" for k, v in splits.items())),
+            ("splits (trials / stimuli)",
+             ", ".join(f"{k}: {v} / {n_stim[k]}" for k, v in splits.items())),
             ("stimuli", str(t["stimulus_id"].nunique())),
         ]
         if self._modality != "fmri" and self._info is not None:
