@@ -1,0 +1,330 @@
+"""``BrainDecoder``: per-subject adapters + a shared residual encoder + CLIP heads."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .._utils import PathLike, atomic_dir, check_finite, check_option
+from .adapters import build_adapter
+from .config import DecoderConfig
+from .encoder import ResidualMLP
+from .heads import PooledHead, TokenHead
+
+__all__ = ["BrainDecoder", "HEADS"]
+
+#: names of the heads a decoder can have
+HEADS = ("image", "tokens", "text")
+_WEIGHTS = "model.safetensors"
+_CONFIG = "config.json"
+
+
+class BrainDecoder(nn.Module):
+    """Decode CLIP embeddings from brain activity, for many subjects at once.
+
+    Each subject's trials go through that subject's adapter (``config.subjects`` fixes
+    its feature count) into a shared ``d_shared`` space, then through the shared residual
+    MLP and the heads. A batch may mix subjects: pass a mapping ``subject -> tensor``, or
+    one tensor with a per-row sequence of subject names (then all those subjects must have
+    the same feature count); rows are grouped by subject inside :meth:`forward`.
+
+    Input normalisation is not part of the model: z-score the data upstream (per subject,
+    per session, with training statistics) as NSD pipelines do.
+
+    Parameters
+    ----------
+    config : DecoderConfig
+        The architecture.
+    seed : int or None
+        If given, the weights are initialised from this seed without touching the global
+        torch random state.
+
+    Examples
+    --------
+    >>> cfg = DecoderConfig(subjects={"sub-01": 1500, "sub-02": 1800}, embed_dim=128)
+    >>> model = BrainDecoder(cfg, seed=0)
+    >>> emb = model.predict(np.zeros((4, 1500), "float32"), subject="sub-01")  # (4, 128)
+    """
+
+    def __init__(self, config: DecoderConfig, seed: int | None = None) -> None:
+        super().__init__()
+        if isinstance(config, Mapping):
+            config = DecoderConfig.from_dict(config)
+        if not isinstance(config, DecoderConfig):
+            raise TypeError(
+                f"config must be a DecoderConfig (or its dict), but got {type(config).__name__}."
+            )
+        self.config = copy.deepcopy(config)
+        if seed is None:
+            self._build()
+        else:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(int(seed))
+                self._build()
+
+    def _build(self) -> None:
+        cfg = self.config
+        self.adapters = nn.ModuleDict()
+        self.adapter_norms = nn.ModuleDict()
+        for subject in cfg.subjects:
+            self._make_adapter(subject)
+        self.encoder = ResidualMLP(cfg.d_shared, cfg.n_blocks, cfg.dropout,
+                                   final_norm=cfg.norm == "layernorm")
+        self.heads = nn.ModuleDict()
+        self.heads["image"] = PooledHead(cfg.d_shared, cfg.embed_dim, cfg.head_hidden)
+        if cfg.token_shape is not None:
+            self.heads["tokens"] = TokenHead(cfg.d_shared, *cfg.token_shape, rank=cfg.token_rank)
+        if cfg.text_dim is not None:
+            self.heads["text"] = PooledHead(cfg.d_shared, cfg.text_dim, cfg.head_hidden)
+
+    def _make_adapter(self, subject: str) -> nn.Module:
+        cfg = self.config
+        adapter = build_adapter(cfg.adapter_kind(subject), cfg.feature_shape(subject), cfg)
+        self.adapters[subject] = adapter
+        self.adapter_norms[subject] = (
+            nn.LayerNorm(cfg.d_shared) if cfg.norm == "layernorm" else nn.Identity()
+        )
+        return adapter
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def subjects(self) -> list[str]:
+        """The subjects this decoder has adapters for."""
+        return list(self.config.subjects)
+
+    @property
+    def head_names(self) -> list[str]:
+        """The heads this decoder has (``"image"`` always, ``"tokens"``/``"text"`` if set)."""
+        return list(self.heads.keys())
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def add_subject(self, name: str, n_features: int | Sequence[int],
+                    adapter: str | None = None) -> nn.Module:
+        """Add a fresh adapter for a new subject (in place) and return it.
+
+        Parameters
+        ----------
+        name : str
+            The new subject's name (must not exist yet).
+        n_features : int or tuple of int
+            Its number of features (or per-trial input shape).
+        adapter : str or None
+            Adapter kind; None uses ``config.adapter``.
+        """
+        name = str(name)
+        if name in self.config.subjects:
+            raise ValueError(
+                f"Subject {name!r} already has an adapter; existing subjects are "
+                f"{self.subjects}."
+            )
+        new_cfg = self.config.to_dict()
+        new_cfg["subjects"][name] = n_features
+        if adapter is not None and adapter != self.config.adapter:
+            new_cfg["adapter_kinds"][name] = adapter
+        self.config = DecoderConfig.from_dict(new_cfg)
+        module = self._make_adapter(name)
+        return module.to(self.device)
+
+    # ------------------------------------------------------------------ forward
+    def _check_shape(self, subject: str, x: torch.Tensor | np.ndarray) -> None:
+        expected = self.config.feature_shape(subject)
+        got = tuple(x.shape[1:])
+        if got != expected:
+            exp = expected[0] if len(expected) == 1 else expected
+            found = got[0] if len(got) == 1 else got
+            raise ValueError(
+                f"Subject {subject!r} expects {exp} features per trial, but the input has "
+                f"{found} (input shape {tuple(x.shape)}). Was the data masked with a different "
+                "mask, or given to the wrong subject?"
+            )
+
+    def encode(self, x: torch.Tensor, subject: str) -> torch.Tensor:
+        """Shared-space features ``(n, d_shared)`` of one subject's trials (before heads)."""
+        if subject not in self.adapters:
+            raise KeyError(
+                f"Unknown subject {subject!r}; this decoder knows {self.subjects}. "
+                "Use add_subject() or adapt_subject() for a new subject."
+            )
+        self._check_shape(subject, x)
+        return self.adapter_norms[subject](self.adapters[subject](x))
+
+    def forward(
+        self,
+        x: torch.Tensor | Mapping[str, torch.Tensor],
+        subject: str | Sequence[str] | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Predict every head's output.
+
+        Parameters
+        ----------
+        x : Tensor or mapping of str to Tensor
+            One subject's trials ``(n, *features)`` (with ``subject`` a name), one tensor
+            of mixed subjects (with ``subject`` a sequence of n names), or a mapping
+            ``subject -> (n_s, *features)``: the outputs then follow the mapping's order,
+            concatenated.
+        subject : str, sequence of str or None
+            See ``x``.
+
+        Returns
+        -------
+        dict of str to Tensor
+            ``"image"`` ``(n, embed_dim)``; ``"tokens"`` ``(n, n_tokens, token_dim)`` and
+            ``"text"`` ``(n, text_dim)`` when those heads exist.
+        """
+        if isinstance(x, Mapping):
+            if subject is not None:
+                raise ValueError("subject must be None when x is a mapping subject -> tensor.")
+            feats = torch.cat([self.encode(v, str(k)) for k, v in x.items()], dim=0)
+        elif isinstance(subject, str):
+            feats = self.encode(x, subject)
+        elif subject is None:
+            if len(self.adapters) != 1:
+                raise ValueError(
+                    f"subject must be given: this decoder has {len(self.adapters)} subjects "
+                    f"({self.subjects})."
+                )
+            feats = self.encode(x, self.subjects[0])
+        else:
+            subject = [str(s) for s in subject]
+            if len(subject) != x.shape[0]:
+                raise ValueError(
+                    f"subject must name one subject per row: got {len(subject)} names for "
+                    f"{x.shape[0]} rows."
+                )
+            feats = x.new_empty((x.shape[0], self.config.d_shared))
+            names = np.asarray(subject)
+            for s in dict.fromkeys(subject):
+                idx = torch.as_tensor(np.flatnonzero(names == s), device=x.device)
+                feats = feats.index_copy(0, idx, self.encode(x[idx], s).to(feats.dtype))
+        h = self.encoder(feats)
+        return {name: head(h) for name, head in self.heads.items()}
+
+    # ------------------------------------------------------------------ predict
+    @torch.no_grad()
+    def predict(
+        self,
+        X: Any,
+        subject: str | None = None,
+        batch_size: int = 256,
+        head: str = "image",
+    ) -> np.ndarray:
+        """Predicted embeddings for one subject's trials (eval mode, no gradient).
+
+        Parameters
+        ----------
+        X : array or TrialSet
+            ``(n_trials, *features)`` array (float), or a TrialSet (its ``data`` and
+            ``subject`` are used).
+        subject : str or None
+            The subject; None takes the TrialSet's subject, or the only subject.
+        batch_size : int
+            Trials per forward pass.
+        head : {"image", "tokens", "text"}
+            Which head's output to return.
+
+        Returns
+        -------
+        ndarray, float32
+            ``(n_trials, embed_dim)`` (or the chosen head's shape).
+        """
+        check_option("head", head, self.head_names)
+        if hasattr(X, "data") and hasattr(X, "subject") and not isinstance(X, np.ndarray):
+            subject = subject if subject is not None else str(X.subject)
+            X = X.data
+        if subject is None:
+            if len(self.adapters) != 1:
+                raise ValueError(
+                    f"subject must be given: this decoder has {len(self.adapters)} subjects "
+                    f"({self.subjects})."
+                )
+            subject = self.subjects[0]
+        subject = str(subject)
+        if subject not in self.adapters:
+            raise KeyError(
+                f"Unknown subject {subject!r}; this decoder knows {self.subjects}. "
+                "Use add_subject() or adapt_subject() for a new subject."
+            )
+        if not hasattr(X, "shape") or len(X.shape) < 2:
+            raise ValueError(
+                f"X must be an array of shape (n_trials, *features), but got "
+                f"{type(X).__name__} with shape {getattr(X, 'shape', None)}."
+            )
+        self._check_shape(subject, X)
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be a positive integer, but got {batch_size!r}.")
+        was_training = self.training
+        self.eval()
+        device = self.device
+        dtype = next(self.parameters()).dtype
+        out = []
+        try:
+            for start in range(0, X.shape[0], int(batch_size)):
+                chunk = np.asarray(X[start:start + int(batch_size)], dtype=np.float32)
+                check_finite("X", chunk)
+                xb = torch.from_numpy(chunk).to(device=device, dtype=dtype)
+                out.append(self(xb, subject)[head].float().cpu().numpy())
+        finally:
+            self.train(was_training)
+        if not out:
+            shape = {"image": (self.config.embed_dim,), "text": (self.config.text_dim,),
+                     "tokens": tuple(self.config.token_shape or ())}[head]
+            return np.zeros((0, *shape), np.float32)
+        return np.concatenate(out).astype(np.float32, copy=False)
+
+    # ------------------------------------------------------------------ persistence
+    def save_pretrained(self, directory: PathLike) -> Path:
+        """Write ``model.safetensors`` + ``config.json`` into ``directory`` (atomically).
+
+        Returns the directory. Loading never unpickles: see :meth:`from_pretrained`.
+        """
+        from safetensors.torch import save_file
+
+        from .. import __version__
+
+        directory = Path(directory)
+        with atomic_dir(directory) as tmp:
+            save_file(state_dict_for_saving(self), str(tmp / _WEIGHTS),
+                      metadata={"format": "pt"})
+            cfg = {"_class": type(self).__name__, "_version": __version__,
+                   **self.config.to_dict()}
+            (tmp / _CONFIG).write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, directory: PathLike, device: str | torch.device = "cpu"
+                        ) -> BrainDecoder:
+        """Load a decoder written by :meth:`save_pretrained` (safetensors, no pickle)."""
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        for name in (_CONFIG, _WEIGHTS):
+            if not (directory / name).is_file():
+                raise FileNotFoundError(
+                    f"{directory} is not a saved BrainDecoder: {name} is missing (expected "
+                    f"{_CONFIG} and {_WEIGHTS} written by save_pretrained)."
+                )
+        raw = json.loads((directory / _CONFIG).read_text())
+        cfg = DecoderConfig.from_dict({k: v for k, v in raw.items() if not k.startswith("_")})
+        model = cls(cfg)
+        model.load_state_dict(load_file(str(directory / _WEIGHTS), device="cpu"), strict=True)
+        return model.to(device).eval()
+
+    def extra_repr(self) -> str:
+        c = self.config
+        return (f"subjects={self.subjects}, d_shared={c.d_shared}, n_blocks={c.n_blocks}, "
+                f"heads={self.head_names}")
+
+
+def state_dict_for_saving(module: nn.Module) -> dict[str, torch.Tensor]:
+    """A CPU, contiguous, unshared copy of ``module.state_dict()`` for safetensors."""
+    return {k: v.detach().cpu().contiguous().clone() for k, v in module.state_dict().items()}
