@@ -1,0 +1,234 @@
+"""Retrieval in embedding space: MindEye2's top-k protocol and 2-way identification.
+
+Both compare predicted embeddings (from brain data) with the true embeddings of the seen
+stimuli; row ``i`` of ``pred`` is the prediction for the stimulus of row ``i`` of
+``target``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from .._utils import check_finite, check_option
+
+__all__ = ["DIRECTIONS", "retrieval_accuracy", "two_way_identification"]
+
+DIRECTIONS = ("brain->image", "image->brain", "both")
+
+
+def _as_pair(pred: Any, target: Any) -> tuple[np.ndarray, np.ndarray]:
+    pred = np.asarray(pred)
+    target = np.asarray(target)
+    for name, arr in (("pred", pred), ("target", target)):
+        if arr.dtype.kind not in "fiu" or arr.ndim < 2:
+            raise ValueError(
+                f"{name!r} must be a numeric array of shape (n, d) or (n, tokens, width), got "
+                f"dtype {arr.dtype} and shape {arr.shape}."
+            )
+    if pred.shape != target.shape:
+        raise ValueError(
+            f"'pred' and 'target' must have the same shape (row i of pred matches row i of "
+            f"target), got {pred.shape} and {target.shape}."
+        )
+    pred = pred.reshape(len(pred), -1).astype(np.float64)  # token-level: flattened
+    target = target.reshape(len(target), -1).astype(np.float64)
+    check_finite("'pred'", pred)
+    check_finite("'target'", target)
+    return pred, target
+
+
+def _l2_normalise(x: np.ndarray) -> np.ndarray:
+    norm = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.maximum(norm, np.finfo(np.float64).tiny)
+
+
+def _hits(scores: np.ndarray, k: int) -> np.ndarray:
+    """Per row: is the diagonal entry among the k best? Ties count against it."""
+    true = np.diag(scores)[:, None]
+    # distractors scoring >= the true pair rank above it (the diagonal itself excluded)
+    n_above = (scores >= true).sum(axis=1) - 1
+    return n_above < k
+
+
+def _ci(draws: np.ndarray, n_candidates: int) -> list[float]:
+    mean = float(draws.mean())
+    if len(draws) > 1:
+        half = 1.96 * float(draws.std(ddof=1)) / math.sqrt(len(draws))
+    else:  # one draw: normal approximation of the binomial over the candidates
+        half = 1.96 * math.sqrt(max(mean * (1 - mean), 0.0) / n_candidates)
+    return [max(0.0, mean - half), min(1.0, mean + half)]
+
+
+def retrieval_accuracy(
+    pred: np.ndarray,
+    target: np.ndarray,
+    k: int = 1,
+    n_candidates: int | None = 300,
+    n_draws: int = 30,
+    seed: int = 0,
+    direction: str = "brain->image",
+) -> dict[str, Any]:
+    """Top-k retrieval among random candidate sets, as MindEye2 evaluates it.
+
+    ``n_draws`` times, ``n_candidates`` rows are drawn without replacement; predicted and
+    true embeddings are L2-normalised (token-level ones flattened first), their cosine
+    matrix computed, and a row counts as retrieved when its true partner is among the
+    ``k`` best-scoring candidates.
+
+    Parameters
+    ----------
+    pred : ndarray, shape (n, d) or (n, tokens, width)
+        Predicted embeddings (from brain data); row ``i`` belongs to stimulus ``i``.
+    target : ndarray, same shape as ``pred``
+        True embeddings of the stimuli.
+    k : int
+        Top-k; ``top1`` is always reported, ``topk`` as well when ``k > 1``.
+    n_candidates : int | None
+        Candidates per draw (MindEye2: 300). Must not exceed ``n``; ``None`` uses all
+        rows in a single draw. When it equals ``n`` every draw would be the same set, so
+        a single draw is made.
+    n_draws : int
+        Number of random candidate sets (MindEye2: 30).
+    seed : int
+        Seed of the draws. The candidate sets depend only on ``seed``, ``n``,
+        ``n_candidates`` and ``n_draws``, so results of several subjects evaluated on the
+        same test stimuli can be pooled draw by draw.
+    direction : {"brain->image", "image->brain", "both"}
+        ``"brain->image"``: for each prediction, rank the candidate images;
+        ``"image->brain"``: for each image, rank the candidate predictions; ``"both"``:
+        a dict with one result per direction.
+
+    Returns
+    -------
+    dict
+        For one direction: ``top1`` (mean over draws), ``ci`` (95% normal interval
+        ``mean ± 1.96 * std(ddof=1) / sqrt(n_draws)``; with a single draw the binomial
+        normal approximation ``± 1.96 * sqrt(p (1 - p) / n_candidates)``; clipped to
+        [0, 1]), ``draws`` (per-draw top-1), ``chance`` (``k / n_candidates``; ``1 /
+        n_candidates`` for top-1 is ``chance_top1``), ``n_candidates``, ``n_draws`` (as
+        made), ``direction`` and, for ``k > 1``, ``k``, ``topk``, ``topk_ci`` and
+        ``topk_draws``. For ``"both"``: ``{"direction": "both", "brain->image": {...},
+        "image->brain": {...}, "chance", "n_candidates", "n_draws"}``.
+
+    Notes
+    -----
+    Ties are counted as failures: a candidate whose score equals the true pair's ranks
+    above it. Degenerate predictions (e.g. all rows equal) therefore score 0, not 1.
+    """
+    pred, target = _as_pair(pred, target)
+    check_option("direction", direction, DIRECTIONS)
+    n = len(pred)
+    if n < 2:
+        raise ValueError(f"retrieval needs at least 2 rows, got {n}.")
+    if n_candidates is None:
+        n_candidates = n
+    if isinstance(n_candidates, bool) or not isinstance(n_candidates, int | np.integer) or (
+        n_candidates < 2
+    ):
+        raise ValueError(f"'n_candidates' must be an int >= 2 or None, got {n_candidates!r}.")
+    n_candidates = int(n_candidates)
+    if n_candidates > n:
+        raise ValueError(
+            f"'n_candidates'={n_candidates} exceeds the number of rows n={n}; pass a smaller "
+            "n_candidates, or n_candidates=None to use all rows in one draw."
+        )
+    if isinstance(n_draws, bool) or not isinstance(n_draws, int | np.integer) or n_draws < 1:
+        raise ValueError(f"'n_draws' must be an int >= 1, got {n_draws!r}.")
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or not 1 <= k < n_candidates:
+        raise ValueError(f"'k' must be an int in [1, n_candidates={n_candidates}), got {k!r}.")
+    k = int(k)
+    if n_candidates == n:
+        n_draws = 1
+    pred = _l2_normalise(pred)
+    target = _l2_normalise(target)
+    rng = np.random.default_rng(seed)
+    dirs = ("brain->image", "image->brain") if direction == "both" else (direction,)
+    hits1 = {d: np.zeros(n_draws) for d in dirs}
+    hitsk = {d: np.zeros(n_draws) for d in dirs}
+    for i in range(n_draws):
+        idx = np.sort(rng.choice(n, n_candidates, replace=False)) if n_candidates < n else (
+            np.arange(n)
+        )
+        scores = pred[idx] @ target[idx].T  # rows: predictions, columns: images
+        for d in dirs:
+            s = scores if d == "brain->image" else scores.T
+            hits1[d][i] = _hits(s, 1).mean()
+            if k > 1:
+                hitsk[d][i] = _hits(s, k).mean()
+    results = {}
+    for d in dirs:
+        res: dict[str, Any] = {
+            "top1": float(hits1[d].mean()),
+            "ci": _ci(hits1[d], n_candidates),
+            "draws": hits1[d].tolist(),
+            "chance": k / n_candidates,
+            "chance_top1": 1 / n_candidates,
+            "n_candidates": n_candidates,
+            "n_draws": int(n_draws),
+            "direction": d,
+            "k": k,
+        }
+        if k > 1:
+            res["topk"] = float(hitsk[d].mean())
+            res["topk_ci"] = _ci(hitsk[d], n_candidates)
+            res["topk_draws"] = hitsk[d].tolist()
+        results[d] = res
+    if direction != "both":
+        return results[direction]
+    return {
+        "direction": "both",
+        **results,
+        "chance": k / n_candidates,
+        "n_candidates": n_candidates,
+        "n_draws": int(n_draws),
+        "k": k,
+    }
+
+
+def two_way_identification(pred: np.ndarray, target: np.ndarray) -> dict[str, Any]:
+    """2-way identification in embedding space (MindEye2, Brain-Diffuser).
+
+    With ``R = corrcoef(target, pred)[:n, n:]`` (``R[i, j]``: Pearson correlation of
+    true embedding ``i`` with prediction ``j``), each prediction ``j`` scores the share
+    of the other stimuli ``i != j`` with ``R[i, j] < R[j, j]``; the result is the mean
+    over ``j``.
+
+    Parameters
+    ----------
+    pred : ndarray, shape (n, d) or (n, tokens, width)
+        Predicted embeddings; row ``i`` belongs to stimulus ``i``.
+    target : ndarray, same shape
+        True embeddings.
+
+    Returns
+    -------
+    dict
+        ``accuracy`` (mean over predictions), ``per_item`` (list, one value per
+        prediction), ``chance`` (0.5) and ``n``.
+
+    Notes
+    -----
+    Ties, and correlations undefined because a row is constant, count as failures.
+    """
+    pred, target = _as_pair(pred, target)
+    n = len(pred)
+    if n < 2:
+        raise ValueError(f"2-way identification needs at least 2 rows, got {n}.")
+    if pred.shape[1] < 2:
+        raise ValueError("2-way identification needs at least 2 features per row.")
+
+    def zscore(x: np.ndarray) -> np.ndarray:
+        x = x - x.mean(axis=1, keepdims=True)
+        norm = np.linalg.norm(x, axis=1, keepdims=True)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(norm > 0, x / norm, np.nan)
+
+    r = zscore(target) @ zscore(pred).T  # r[i, j] = corr(target_i, pred_j)
+    diag = np.diag(r)
+    wins = (r < diag[None, :]).sum(axis=0)  # for column j: rows i with r[i, j] < r[j, j]
+    per_item = wins / (n - 1)
+    return {"accuracy": float(per_item.mean()), "per_item": per_item.tolist(), "chance": 0.5,
+            "n": n}
