@@ -18,14 +18,35 @@ _LAZY = {
     "fit_lss": "braindecode_kit.io.glm",
     "fit_lsa": "braindecode_kit.io.glm",
     "Int16OverflowError": "braindecode_kit.io.fmri",
+    "to_int16": "braindecode_kit.io.fmri",
+    "zscore_sessions": "braindecode_kit.io.fmri",
 }
 _SUBMODULES = {"fmri", "glm", "bids"}
 
-__all__ = sorted(_LAZY)
+__all__ = [
+    "Int16OverflowError",
+    "find_fmri_runs",
+    "fit_lsa",
+    "fit_lss",
+    "load_betas",
+    "load_fmri",
+    "load_fmri_bids",
+    "resolve_mask",
+    "to_int16",
+    "zscore_sessions",
+]
 
 if TYPE_CHECKING:  # pragma: no cover
     from .bids import find_fmri_runs
-    from .fmri import Int16OverflowError, load_betas, load_fmri, load_fmri_bids, resolve_mask
+    from .fmri import (
+        Int16OverflowError,
+        load_betas,
+        load_fmri,
+        load_fmri_bids,
+        resolve_mask,
+        to_int16,
+        zscore_sessions,
+    )
     from .glm import fit_lsa, fit_lss
 
 

@@ -80,6 +80,7 @@ def trial_design(
     drift_order: int = 1,
     confounds: np.ndarray | pd.DataFrame | None = None,
     min_onset: float = -24,
+    other_events: pd.DataFrame | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Trial regressors and nuisance regressors of one run, with nilearn.
 
@@ -99,6 +100,9 @@ def trial_design(
         regressor per trial.
     confounds : ndarray or DataFrame, shape (n_scans, n_confounds) | None
         Extra nuisance regressors (e.g. motion parameters).
+    other_events : DataFrame | None
+        Events that are not trials (``onset``, ``duration``, ``trial_type``; e.g.
+        fixation or button presses): one nuisance regressor per ``trial_type``.
 
     Returns
     -------
@@ -124,6 +128,18 @@ def trial_design(
     n_trials = onsets.size
     names = [f"{_TRIAL_PREFIX}{i:06d}" for i in range(n_trials)]
     events = pd.DataFrame({"onset": onsets, "duration": durations, "trial_type": names})
+    if other_events is not None and len(other_events):
+        other = pd.DataFrame(
+            {
+                "onset": np.asarray(other_events["onset"], float),
+                "duration": np.asarray(other_events["duration"], float),
+                "trial_type": [f"nuisance_{t}" for t in other_events["trial_type"]],
+            }
+        )
+        events = pd.concat([events, other], ignore_index=True)
+        n_trials_or_other = len(events)
+    else:
+        n_trials_or_other = n_trials
     conf_arr, conf_names = None, None
     if confounds is not None:
         if isinstance(confounds, pd.DataFrame):
@@ -141,7 +157,7 @@ def trial_design(
             )
     design = make_first_level_design_matrix(
         np.asarray(times, float),
-        events if n_trials else None,
+        events if n_trials_or_other else None,
         hrf_model=hrf_model,
         drift_model=drift_model,
         high_pass=high_pass,
