@@ -138,18 +138,18 @@ def find_fmri_runs(
                 sidecar=sidecar if sidecar.is_file() else None,
             )
         )
-    if not runs:
-        raise FileNotFoundError(
-            f"No BOLD runs for sub-{sub} in {str(root)!r} (sessions={sessions}, "
-            f"task={task!r})."
-        )
-    runs.sort(key=lambda r: (r.session, r.task, _run_key(r.run), str(r.bold)))
     if want is not None:
         missing = want - {r.session for r in runs}
         if missing:
             raise FileNotFoundError(
                 f"Session(s) {sorted(missing)} of sub-{sub} not found in {str(root)!r}."
             )
+    if not runs:
+        raise FileNotFoundError(
+            f"No BOLD runs for sub-{sub} in {str(root)!r} (sessions={sessions}, "
+            f"task={task!r})."
+        )
+    runs.sort(key=lambda r: (r.session, r.task, _run_key(r.run), str(r.bold)))
     return runs
 
 

@@ -183,7 +183,7 @@ def resolve_mask(
                     "An unfitted masker needs data to be fitted on; fit it first "
                     "(masker.fit(img)) when loading precomputed betas."
                 )
-            masker.fit(ref_img)
+            masker.fit(None if getattr(masker, "mask_img", None) is not None else ref_img)
         mask_arr, mask_affine = _volume("mask", masker.mask_img_)
         resamples = getattr(masker, "target_affine", None) is not None or getattr(
             masker, "target_shape", None
@@ -903,11 +903,15 @@ class _Source:
             self.n_trials = int(img.shape[3])
             self.grid = tuple(int(s) for s in img.shape[:3])
             self.affine = np.asarray(img.affine, float)
-            slope, inter = img.dataobj.slope, img.dataobj.inter
+            slope = getattr(img.dataobj, "slope", None)
+            inter = getattr(img.dataobj, "inter", None)
             unscaled = (slope in (None, 1.0) or np.isnan(slope)) and (
                 inter in (None, 0.0) or np.isnan(inter)
             )
-            self.dtype = img.get_data_dtype() if unscaled else np.dtype(np.float64)
+            on_disk = img.dataobj.dtype if isinstance(img.dataobj, np.ndarray) else (
+                img.get_data_dtype()
+            )
+            self.dtype = np.dtype(on_disk) if unscaled else np.dtype(np.float64)
             self.path = Path(item) if isinstance(item, str | os.PathLike) else None
             self.name = self.path.name if self.path else f"betas[{index}]"
             del nib

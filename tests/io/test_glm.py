@@ -90,7 +90,7 @@ def test_rank_deficient_and_bad_hrf():
     with pytest.raises(ValueError, match="rank-deficient"):
         glm.fit_lsa(Y, X2, N)
     with pytest.raises(ValueError, match="singular"):
-        glm.fit_lss(Y, X2, N)
+        glm.fit_lss(Y, np.hstack([X[:, :1], X[:, :1]]), N)  # two identical trials
     with pytest.raises(ValueError, match="hrf_model"):
         glm.trial_design(glm.frame_times(20, 2.0), [2.0], [1.0], hrf_model="glover + derivative")
     with pytest.raises(ValueError, match="same number of scans"):
