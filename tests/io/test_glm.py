@@ -60,6 +60,22 @@ def test_design_columns_one_per_trial():
     assert np.all((peaks - onsets > 2) & (peaks - onsets < 10))
 
 
+@pytest.mark.parametrize("hrf", ["glover", "spm"])
+def test_fast_regressors_equal_nilearn_design(hrf):
+    from nilearn.glm.first_level import make_first_level_design_matrix
+
+    times = glm.frame_times(70, 1.3)
+    onsets = np.array([3.1, 10.0, 17.77, 30.2, 55.5])
+    durs = np.array([3.0, 3.0, 0.0, 2.5, 3.0])
+    X, N, names = glm.trial_design(times, onsets, durs, hrf_model=hrf)
+    ev = pd.DataFrame({"onset": onsets, "duration": durs,
+                       "trial_type": [f"t{i}" for i in range(5)]})
+    ref = make_first_level_design_matrix(times, ev, hrf_model=hrf, drift_model="cosine",
+                                         high_pass=0.01)
+    np.testing.assert_allclose(X, ref[[f"t{i}" for i in range(5)]].to_numpy(), atol=1e-10)
+    np.testing.assert_allclose(N, ref[names].to_numpy(), atol=1e-12)
+
+
 @pytest.mark.parametrize("method", ["lss", "lsa"])
 def test_matches_nilearn_loop(method):
     Y, X, N, onsets, _, _ = _data(seed=1)
