@@ -1,0 +1,507 @@
+"""Ridge regression from brain data to embeddings: the reference every decoding paper
+reports (Brain-Diffuser, MindEye's "ridge" baselines, the MEG paper's linear decoder).
+
+:class:`RidgeDecoder` standardises the features with training statistics, picks the
+regularisation ``alpha`` by cross-validation, and re-standardises its predictions to the
+training targets' mean and standard deviation per dimension, as Brain-Diffuser does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, RegressorMixin, clone
+from sklearn.model_selection import GroupKFold, KFold
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+__all__ = ["DEFAULT_ALPHAS", "RidgeDecoder"]
+
+DEFAULT_ALPHAS = np.logspace(-1, 7, 17)
+"""The alpha grid used when ``alphas=None``: 0.1 to 1e7, half a decade apart."""
+
+
+class _EigenRidge:
+    """Ridge on centred data through one eigendecomposition, shared by every alpha.
+
+    Works in the primal (``X^T X``, p x p) when there are fewer features than samples
+    and in the dual (``X X^T``, n x n) otherwise, so wide fMRI matrices stay cheap.
+    """
+
+    def __init__(self, Xc: np.ndarray, Yc: np.ndarray) -> None:
+        n, p = Xc.shape
+        self.Xc = Xc
+        self.primal = p <= n
+        gram = Xc.T @ Xc if self.primal else Xc @ Xc.T
+        import scipy.linalg as sl
+
+        lam, vec = sl.eigh(gram, driver="evd", check_finite=False)
+        self.lam = np.clip(lam, 0.0, None)
+        self.vec = vec
+        # B: the targets in the eigenbasis
+        self.B = vec.T @ (Xc.T @ Yc) if self.primal else vec.T @ Yc
+
+    def basis(self, Xn: np.ndarray) -> np.ndarray:
+        """Map centred new rows so that prediction(alpha) = Z diag(1/(lam+alpha)) B."""
+        return Xn @ self.vec if self.primal else (Xn @ self.Xc.T) @ self.vec
+
+    def predict(self, Z: np.ndarray, alpha: np.ndarray | float) -> np.ndarray:
+        alpha = np.asarray(alpha, dtype=np.float64)
+        if alpha.ndim == 0:
+            return (Z / (self.lam + alpha)) @ self.B
+        return Z @ (self.B / (self.lam[:, None] + alpha[None, :]))  # one alpha per target
+
+    def coef(self, alpha: np.ndarray | float) -> np.ndarray:
+        """(p, t) weights on the centred features."""
+        alpha = np.asarray(alpha, dtype=np.float64)
+        denom = self.lam + alpha if alpha.ndim == 0 else self.lam[:, None] + alpha[None, :]
+        scaled = (self.B.T / denom).T if alpha.ndim == 0 else self.B / denom
+        return self.vec @ scaled if self.primal else self.Xc.T @ (self.vec @ scaled)
+
+    def loo_predictions(self, Y: np.ndarray, alpha: float,
+                        cols: np.ndarray | None = None) -> np.ndarray:
+        """Exact leave-one-out predictions (intercept refitted) for one alpha.
+
+        ``Y`` is the uncentred target matrix this model was built with; ``cols``
+        optionally restricts to some of its columns.
+        """
+        if not hasattr(self, "_U"):
+            if self.primal:
+                keep = self.lam > self.lam.max(initial=0.0) * 1e-12
+                self._U = (self.Xc @ self.vec[:, keep]) / np.sqrt(self.lam[keep])
+                self._lam_u = self.lam[keep]
+            else:
+                self._U, self._lam_u = self.vec, self.lam
+            self._U2 = self._U**2
+            self._y_mean = Y.mean(axis=0)
+            self._C = self._U.T @ (Y - self._y_mean)
+        if cols is not None:
+            Y = Y[:, cols]
+        C = self._C if cols is None else self._C[:, cols]
+        y_mean = self._y_mean if cols is None else self._y_mean[cols]
+        n = Y.shape[0]
+        shrink = self._lam_u / (self._lam_u + alpha)
+        fitted = y_mean + (self._U * shrink) @ C
+        h = 1.0 / n + self._U2 @ shrink
+        return Y - (Y - fitted) / np.maximum(1.0 - h, 1e-12)[:, None]
+
+
+def _solve_ridge(Xs: np.ndarray, Yc: np.ndarray, alpha: np.ndarray | float) -> np.ndarray:
+    """(p, t) ridge weights on centred features for fixed alpha(s), by Cholesky."""
+    import scipy.linalg as sl
+
+    n, p = Xs.shape
+    primal = p <= n
+    gram = Xs.T @ Xs if primal else Xs @ Xs.T
+    rhs = Xs.T @ Yc if primal else Yc
+    alphas = np.broadcast_to(np.asarray(alpha, dtype=np.float64), (Yc.shape[1],))
+    sol = np.empty_like(rhs)
+    diag = np.arange(len(gram))
+    for a in np.unique(alphas):
+        cols = alphas == a
+        g = gram.copy()
+        g[diag, diag] += a
+        sol[:, cols] = sl.cho_solve(sl.cho_factor(g, check_finite=False), rhs[:, cols],
+                                    check_finite=False)
+    return sol if primal else Xs.T @ sol
+
+
+def _standardise(X: np.ndarray, scale: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    mean = X.mean(axis=0)
+    if scale:
+        sd = X.std(axis=0)
+        sd[sd < 10 * np.finfo(np.float64).eps * np.maximum(np.abs(mean), 1.0)] = 1.0
+    else:
+        sd = np.ones(X.shape[1])
+    return (X - mean) / sd, mean, sd
+
+
+def _scale_or_one(sd: np.ndarray) -> np.ndarray:
+    sd = np.asarray(sd, dtype=np.float64).copy()
+    sd[~(sd > 1e-12)] = 1.0
+    return sd
+
+
+class RidgeDecoder(RegressorMixin, BaseEstimator):
+    """Ridge regression with cross-validated alpha and re-standardised predictions.
+
+    Parameters
+    ----------
+    alphas : array-like of float | None
+        Candidate regularisation strengths; ``None`` uses :data:`DEFAULT_ALPHAS`
+        (``np.logspace(-1, 7, 17)``). With standardised features, the best alpha grows
+        with the number of features (Brain-Diffuser used 5e4 to 1e5 on ~15k voxels).
+    cv : int | None
+        Number of K-fold splits for choosing alpha (shuffled with ``random_state``; or
+        grouped by the ``groups`` passed to :meth:`fit`, e.g. stimulus ids, so that
+        repetitions of a stimulus never straddle a fold). ``None``: exact
+        leave-one-out (what :class:`sklearn.linear_model.RidgeCV` computes efficiently).
+    standardize_X : bool
+        Z-score each feature with training statistics before the ridge.
+    restandardize : bool | "batch"
+        ``True``: map predictions to the training targets' mean and standard deviation
+        per dimension, using the statistics of out-of-fold (cross-validated) predictions
+        at the chosen alpha, so each row's prediction does not depend on the batch.
+        ``"batch"``: Brain-Diffuser's literal recipe, z-scoring each call's predictions
+        with their own statistics (needs >= 2 rows). ``False``: raw ridge predictions.
+    per_target_alpha : bool
+        Choose one alpha per target dimension instead of one for all.
+    random_state : int | None
+        Seed of the K-fold shuffle.
+
+    Attributes
+    ----------
+    alpha_ : float | ndarray
+        Chosen alpha (an array of one per target with ``per_target_alpha``).
+    coef_ : ndarray, shape (n_targets, n_features) or (n_features,)
+        Weights on the raw (unstandardised) features.
+    intercept_ : ndarray | float
+    cv_errors_ : ndarray, shape (n_alphas, n_targets)
+        Mean squared validation error per alpha and target.
+    y_mean_, y_scale_, pred_mean_, pred_scale_ : ndarray
+        Statistics used to re-standardise predictions.
+    estimators_ : dict
+        Per-subject fitted RidgeDecoders, when fitted with ``subjects``.
+    subjects_ : list of str
+        The subjects seen in fit (multi-subject mode).
+    """
+
+    def __init__(
+        self,
+        alphas: Sequence[float] | np.ndarray | None = None,
+        cv: int | None = 5,
+        standardize_X: bool = True,
+        restandardize: bool | str = True,
+        per_target_alpha: bool = False,
+        random_state: int | None = 0,
+    ) -> None:
+        self.alphas = alphas
+        self.cv = cv
+        self.standardize_X = standardize_X
+        self.restandardize = restandardize
+        self.per_target_alpha = per_target_alpha
+        self.random_state = random_state
+
+    # ------------------------------------------------------------------ fit
+    def fit(
+        self,
+        X: np.ndarray | Sequence[np.ndarray],
+        Y: np.ndarray | Sequence[np.ndarray],
+        subjects: Sequence[Any] | np.ndarray | None = None,
+        groups: np.ndarray | Sequence[Any] | None = None,
+    ) -> RidgeDecoder:
+        """Fit one ridge, or one per subject.
+
+        Parameters
+        ----------
+        X : ndarray, shape (n_trials, n_features) | list of ndarray
+            Brain data (MEG/sEEG trials are flattened), or a list of per-subject arrays
+            (their feature counts may differ) together with ``subjects``.
+        Y : ndarray, shape (n_trials, n_targets) or (n_trials,) | list of ndarray
+            Targets (e.g. CLIP embeddings). With a list ``X``: a list of matching arrays,
+            or one array of all rows stacked in the same order.
+        subjects : list | ndarray | None
+            With a list ``X``: one label per array. With an array ``X``: one label per
+            row (rows are routed to that subject's ridge). ``None``: a single ridge.
+        groups : array-like | None
+            Per-row group labels (e.g. stimulus ids) for grouped K-fold; same layout as
+            ``Y``'s rows.
+
+        Returns
+        -------
+        self
+        """
+        self._check_params()
+        if subjects is None:
+            if _is_array_list(X):
+                raise ValueError(
+                    "'X' is a list of per-subject arrays, so 'subjects' must name them "
+                    "(one label per array)."
+                )
+            self._fit_single(X, Y, groups)
+            return self
+        parts = self._split_by_subject(X, Y, subjects, groups, fitting=True)
+        self.estimators_ = {}
+        for subject, (Xs, Ys, gs) in parts.items():
+            est = clone(self)
+            est._fit_single(Xs, Ys, gs)
+            self.estimators_[subject] = est
+        self.subjects_ = list(parts)
+        self.alpha_ = {s: e.alpha_ for s, e in self.estimators_.items()}
+        return self
+
+    def _check_params(self) -> None:
+        alphas = DEFAULT_ALPHAS if self.alphas is None else np.asarray(self.alphas, dtype=float)
+        if alphas.ndim != 1 or len(alphas) == 0 or not np.all(np.isfinite(alphas)) or (
+            alphas <= 0
+        ).any():
+            raise ValueError(
+                f"'alphas' must be a non-empty 1-D list of positive floats, got {self.alphas!r}."
+            )
+        if self.cv is not None and (
+            isinstance(self.cv, bool) or not isinstance(self.cv, int | np.integer) or self.cv < 2
+        ):
+            raise ValueError(f"'cv' must be None (leave-one-out) or an int >= 2, got {self.cv!r}.")
+        if self.restandardize not in (True, False, "batch"):
+            raise ValueError(
+                "Invalid value for the 'restandardize' parameter. Allowed values are True, "
+                f"False, 'batch', but got {self.restandardize!r} instead."
+            )
+        self._alphas = alphas
+
+    def _fit_single(self, X: Any, Y: Any, groups: Any) -> None:
+        self._check_params()
+        X, Y = validate_data(self, _flatten_trials(X), Y, multi_output=True, y_numeric=True,
+                             dtype=[np.float64, np.float32])
+        X = np.asarray(X, dtype=np.float64)
+        one_d = Y.ndim == 1
+        Y2 = np.asarray(Y, dtype=np.float64).reshape(len(Y), -1)
+        n = X.shape[0]
+        n_folds = n if self.cv is None else int(self.cv)
+        if n < max(n_folds, 2) or (self.cv is None and n < 3):
+            raise ValueError(
+                f"RidgeDecoder with cv={self.cv!r} needs at least {max(n_folds, 3)} samples, "
+                f"got n_samples = {n}."
+            )
+        if groups is not None:
+            groups = np.asarray(groups)
+            if groups.shape != (n,):
+                raise ValueError(f"'groups' must have one label per row ({n}), got shape "
+                                 f"{groups.shape}.")
+            if self.cv is None:
+                raise ValueError("'groups' needs K-fold CV: set cv to an int, not None.")
+        alphas = self._alphas
+        Xs, x_mean, x_scale = _standardise(X, self.standardize_X)
+        if self.cv is None:
+            errors, oof_for = self._loo(Xs, Y2, alphas)
+        else:
+            errors, oof_for = self._kfold(X, Y2, alphas, groups)
+        if self.per_target_alpha:
+            best = np.argmin(errors, axis=0)
+            alpha = alphas[best]
+        else:
+            alpha = float(alphas[int(np.argmin(errors.mean(axis=1)))])
+        oof = oof_for(alpha)
+        y_mean = Y2.mean(axis=0)
+        if self.cv is None:  # the full-data decomposition is already there
+            W = self._loo_model.coef(alpha)  # (p, t) on standardised features
+            del self._loo_model
+        else:
+            W = _solve_ridge(Xs, Y2 - y_mean, alpha)
+        coef = W / x_scale[:, None]
+        intercept = y_mean - x_mean @ coef
+        self.alpha_ = alpha
+        self.cv_errors_ = errors
+        self.coef_ = coef.T[0] if one_d else coef.T
+        self.intercept_ = float(intercept[0]) if one_d else intercept
+        self.x_mean_, self.x_scale_ = x_mean, x_scale
+        self.y_mean_, self.y_scale_ = y_mean, _scale_or_one(Y2.std(axis=0))
+        self.pred_mean_, self.pred_scale_ = oof.mean(axis=0), _scale_or_one(oof.std(axis=0))
+        self._one_d = one_d
+
+    def _loo(self, Xs: np.ndarray, Y: np.ndarray, alphas: np.ndarray):
+        model = _EigenRidge(Xs, Y - Y.mean(axis=0))
+        self._loo_model = model
+        errors = np.stack([((Y - model.loo_predictions(Y, a)) ** 2).mean(axis=0)
+                           for a in alphas])
+
+        def oof_for(alpha):
+            alpha = np.atleast_1d(alpha)
+            if alpha.size == 1:
+                return model.loo_predictions(Y, float(alpha[0]))
+            out = np.empty_like(Y)
+            for a in np.unique(alpha):
+                cols = alpha == a
+                out[:, cols] = model.loo_predictions(Y, float(a), cols)
+            return out
+
+        return errors, oof_for
+
+    def _kfold(self, X: np.ndarray, Y: np.ndarray, alphas: np.ndarray, groups: Any):
+        if groups is not None:
+            n_groups = len(np.unique(groups))
+            if n_groups < self.cv:
+                raise ValueError(f"cv={self.cv} folds need at least {self.cv} groups, got "
+                                 f"{n_groups}.")
+            splitter = GroupKFold(self.cv, shuffle=True, random_state=self.random_state)
+            folds = list(splitter.split(X, Y, groups))
+        else:
+            folds = list(KFold(self.cv, shuffle=True, random_state=self.random_state).split(X))
+        sse = np.zeros((len(alphas), Y.shape[1]))
+        cached = []
+        for train, val in folds:
+            Xs_tr, m, s = _standardise(X[train], self.standardize_X)
+            y_mean = Y[train].mean(axis=0)
+            model = _EigenRidge(Xs_tr, Y[train] - y_mean)
+            Z = model.basis((X[val] - m) / s)
+            for i, a in enumerate(alphas):
+                sse[i] += ((Y[val] - y_mean - model.predict(Z, a)) ** 2).sum(axis=0)
+            cached.append((val, Z, model, y_mean))
+
+        def oof_for(alpha):
+            out = np.empty_like(Y)
+            for val, Z, model, y_mean in cached:
+                out[val] = y_mean + model.predict(Z, alpha)
+            return out
+
+        return sse / len(Y), oof_for
+
+    # ------------------------------------------------------------------ predict
+    def predict(
+        self, X: np.ndarray | Sequence[np.ndarray], subjects: Sequence[Any] | None = None
+    ) -> np.ndarray:
+        """Predict targets.
+
+        Parameters
+        ----------
+        X : ndarray, shape (n_trials, n_features) | list of ndarray
+            As in :meth:`fit`.
+        subjects : list | ndarray | None
+            As in :meth:`fit`; required when the decoder was fitted per subject.
+
+        Returns
+        -------
+        ndarray, shape (n_trials, n_targets)
+            Rows in input order (list inputs: the arrays' rows stacked in order).
+        """
+        check_is_fitted(self)
+        if hasattr(self, "estimators_"):
+            if subjects is None:
+                raise ValueError(
+                    f"This RidgeDecoder was fitted per subject ({self.subjects_}); pass "
+                    "'subjects' to predict."
+                )
+            if _is_array_list(X):
+                self._check_list(X, subjects, known=True)
+                return np.concatenate(
+                    [self.estimators_[str(s)].predict(x) for x, s in zip(X, subjects)], axis=0
+                )
+            X = np.asarray(X)
+            labels = self._row_labels(subjects, len(X), known=True)
+            out = None
+            for s in _unique(labels):
+                rows = labels == s
+                pred = self.estimators_[s].predict(X[rows])
+                if out is None:
+                    out = np.empty((len(X),) + pred.shape[1:], dtype=pred.dtype)
+                out[rows] = pred
+            return out
+        if subjects is not None:
+            raise ValueError("'subjects' was given to predict, but the decoder was fitted "
+                             "without subjects.")
+        if _is_array_list(X):
+            raise ValueError("'X' is a list of arrays, but the decoder was fitted on one array.")
+        X = validate_data(self, _flatten_trials(X), reset=False, dtype=[np.float64, np.float32])
+        X = np.asarray(X, dtype=np.float64)
+        coef = self.coef_.reshape(1, -1) if self._one_d else self.coef_
+        raw = X @ coef.T + self.intercept_
+        if self.restandardize is True:
+            out = (raw - self.pred_mean_) / self.pred_scale_ * self.y_scale_ + self.y_mean_
+        elif self.restandardize == "batch":
+            if len(raw) < 2:
+                raise ValueError("restandardize='batch' needs at least 2 rows to predict.")
+            out = (raw - raw.mean(axis=0)) / _scale_or_one(raw.std(axis=0)) * self.y_scale_ + (
+                self.y_mean_
+            )
+        else:
+            out = raw
+        return out[:, 0] if self._one_d else out
+
+    # ------------------------------------------------------------------ subjects
+    def _check_list(self, X: Sequence[Any], subjects: Any, known: bool) -> list[str]:
+        if isinstance(subjects, str) or len(subjects) != len(X):
+            raise ValueError(
+                f"With a list 'X' of {len(X)} arrays, 'subjects' must be a list of {len(X)} "
+                f"labels, got {subjects!r}."
+            )
+        labels = [str(s) for s in subjects]
+        if not known and len(set(labels)) != len(labels):
+            raise ValueError(f"'subjects' must not repeat a label, got {labels}.")
+        if known:
+            self._check_known(labels)
+        return labels
+
+    def _row_labels(self, subjects: Any, n: int, known: bool) -> np.ndarray:
+        labels = np.asarray([str(s) for s in np.asarray(subjects, dtype=object).ravel()],
+                            dtype=object)
+        if len(labels) != n:
+            raise ValueError(
+                f"With an array 'X' of {n} rows, 'subjects' must give one label per row, got "
+                f"{len(labels)} labels."
+            )
+        if known:
+            self._check_known(set(labels))
+        return labels
+
+    def _check_known(self, labels: Any) -> None:
+        unknown = sorted(set(labels) - set(self.subjects_))
+        if unknown:
+            raise ValueError(
+                f"Unknown subject(s) {unknown}: this RidgeDecoder was fitted on "
+                f"{self.subjects_}."
+            )
+
+    def _split_by_subject(self, X: Any, Y: Any, subjects: Any, groups: Any, fitting: bool):
+        parts: dict[str, tuple[Any, Any, Any]] = {}
+        if _is_array_list(X):
+            labels = self._check_list(X, subjects, known=False)
+            sizes = [len(x) for x in X]
+            if isinstance(Y, list | tuple):
+                if len(Y) != len(X):
+                    raise ValueError(f"'Y' has {len(Y)} arrays, 'X' has {len(X)}.")
+                Ys = list(Y)
+            else:
+                Y = np.asarray(Y)
+                if len(Y) != sum(sizes):
+                    raise ValueError(
+                        f"'Y' has {len(Y)} rows, but the arrays of 'X' have {sum(sizes)} rows "
+                        "in all."
+                    )
+                Ys = np.split(Y, np.cumsum(sizes)[:-1])
+            gs: list[Any] = [None] * len(X)
+            if groups is not None:
+                if isinstance(groups, list | tuple) and len(groups) == len(X) and all(
+                    np.ndim(g) == 1 for g in groups
+                ):
+                    gs = list(groups)
+                else:
+                    gs = np.split(np.asarray(groups), np.cumsum(sizes)[:-1])
+            for label, x, y, g in zip(labels, X, Ys, gs):
+                parts[label] = (x, y, g)
+            return parts
+        X = np.asarray(X)
+        Y = np.asarray(Y)
+        labels = self._row_labels(subjects, len(X), known=False)
+        if len(Y) != len(X):
+            raise ValueError(f"'Y' has {len(Y)} rows, 'X' has {len(X)}.")
+        g_all = None if groups is None else np.asarray(groups)
+        for s in _unique(labels):
+            rows = labels == s
+            parts[s] = (X[rows], Y[rows], None if g_all is None else g_all[rows])
+        return parts
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        tags.target_tags.single_output = True
+        return tags
+
+
+def _is_array_list(X: Any) -> bool:
+    """A list of per-subject arrays (not a nested list of numbers)."""
+    return isinstance(X, list | tuple) and len(X) > 0 and all(
+        isinstance(x, np.ndarray) and x.ndim >= 2 for x in X
+    )
+
+
+def _flatten_trials(X: Any) -> Any:
+    """MEG/sEEG trials (n, channels, times) become (n, channels * times)."""
+    if isinstance(X, np.ndarray) and X.ndim == 3:
+        return X.reshape(len(X), -1)
+    return X
+
+
+def _unique(values: np.ndarray) -> list[str]:
+    """Distinct values in order of first appearance."""
+    return list(dict.fromkeys(values.tolist()))
