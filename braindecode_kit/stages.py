@@ -231,8 +231,10 @@ def stage_train(ctx: RunContext) -> dict[str, Any]:
                  valsets=list(vals.values()), out_dir=ctx.run_dir / "train")
     result.decoder.save_pretrained(ctx.run_dir / "model")
     write_json_atomic(ctx.path("train", "history.json"), result.history)
-    return {"metrics": {"fmri": {"train": {"epochs_run": len(result.history.get("epoch", [])),
-                                            "best_epoch": result.best_epoch}}},
+    return {"metrics": {"fmri": {"train": {"epochs_run": result.n_epochs,
+                                            "best_epoch": result.best_epoch,
+                                            "best_val_top1": result.best_val_top1,
+                                            "stopped_early": result.stopped_early}}},
             "outputs": ["model", "train/history.json"]}
 
 
@@ -287,7 +289,7 @@ def stage_new_subject(ctx: RunContext) -> dict[str, Any]:
     """Adapt a held-out subject from a fraction of its trials, against scratch and ridge."""
     from .baselines import RidgeDecoder
     from .models import BrainDecoder
-    from .train import adapt_subject, fit
+    from .train import adapt_subject, fit, learning_curve
 
     ns = ctx.config.new_subject
     targets = get_targets(ctx)
@@ -327,12 +329,13 @@ def stage_new_subject(ctx: RunContext) -> dict[str, Any]:
         np.save(ctx.path("predictions", f"new_{name}.npy"), pred.astype(np.float32))
         out[name] = _summary(_retrieval(pred, Yt, ctx))
     out["adapted_10pct_vs_full"] = out["adapted_10pct"]["top1"] / max(out["adapted_full"]["top1"], 1e-9)
-    curve = []
-    for i, frac in enumerate(ns.curve):
-        tr, dec = (None, dec_full) if frac >= 1 else adapted(frac, seed_offset=i + 1)
-        r = _retrieval(dec.predict(Xt, subject=new), Yt, ctx)
-        curve.append({"fraction": frac, "n_trials": (tr or full_train).n_trials,
-                      "top1": r["top1"], "ci": list(r["ci"])})
+    ec = ctx.config.evaluate
+    frame = learning_curve(pretrained, full_train, targets, fractions=ns.curve, testset=test,
+                           config=train_config(ctx), finetune_epochs=ns.finetune_epochs,
+                           subject=new, n_candidates=min(ec.n_candidates, len(Yt)),
+                           n_draws=ec.n_draws, seed=ctx.seed)
+    curve = [{"fraction": float(r.fraction), "n_trials": int(r.n_trials), "top1": float(r.top1),
+              "ci": [float(c) for c in r.ci]} for r in frame.itertuples()]
     out["learning_curve"] = curve
     out["subject"] = new
     return {"metrics": {"fmri": {"new_subject": out}},
@@ -363,11 +366,12 @@ def stage_evaluate(ctx: RunContext) -> dict[str, Any]:
         pred_dec = decoder.predict(np.asarray(test.data, dtype=np.float32), subject=s)
         np.save(ctx.path("predictions", f"decoder_sub-{s}.npy"), pred_dec.astype(np.float32))
         pred_ridge = np.load(ctx.run_dir / "predictions" / f"ridge_sub-{s}.npy")
-        rd, rr = _retrieval(pred_dec, Y, ctx), _retrieval(pred_ridge, Y, ctx)
+        rd, rr = _retrieval(pred_dec, Y, ctx, k=k), _retrieval(pred_ridge, Y, ctx, k=k)
         per["decoder"].append(rd)
         per["ridge"].append(rr)
-        topk["decoder"].append(_retrieval(pred_dec, Y, ctx, k=k))
-        topk["ridge"].append(_retrieval(pred_ridge, Y, ctx, k=k))
+        if k > 1:
+            topk["decoder"].append({**rd, "draws": rd["topk_draws"]})
+            topk["ridge"].append({**rr, "draws": rr["topk_draws"]})
         per_subject[s] = {"decoder": _summary(rd), "ridge": _summary(rr)}
         if sim is not None:
             n = min(ctx.config.evaluate.n_candidates, len(Y))
@@ -375,14 +379,15 @@ def stage_evaluate(ctx: RunContext) -> dict[str, Any]:
                                       seed=ctx.seed)
             per["oracle"].append(ro)
             per_subject[s]["oracle"] = _summary(ro)
-    fmri: dict[str, Any] = {"per_subject": per_subject, "subjects": None}
-    fmri.pop("subjects")
+    fmri: dict[str, Any] = {"per_subject": per_subject}
     for name, results in per.items():
         if results:
             pooled = pool_over_subjects(results)
             fmri[name] = {"top1": pooled["top1"], "ci": pooled["ci"]}
     for name, results in topk.items():
-        pooled = pool_over_subjects([{**r, "draws": r["draws"]} for r in results])
+        if not results:
+            continue
+        pooled = pool_over_subjects(results)
         fmri[name][f"top{k}"] = pooled["top1"]
         fmri[name][f"top{k}_ci"] = pooled["ci"]
     n_cand = min(ctx.config.evaluate.n_candidates, len(Y))
@@ -428,24 +433,28 @@ def _retrieval_examples(ctx: RunContext, report, pred: np.ndarray, test_ids: lis
         f"{n_cand} test candidates; green = the seen image, red = another image."))
 
 
-def _history_figure(history: dict[str, list]):
+def _history_figure(history: list[dict[str, Any]]):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3))
-    ep = history.get("epoch", list(range(len(history.get("train_loss", [])))))
-    axes[0].plot(ep, history.get("train_loss", []), label="train")
-    if history.get("val_loss"):
-        axes[0].plot(ep, history["val_loss"], label="validation")
+    ep = [h["epoch"] for h in history]
+    axes[0].plot(ep, [h["train_loss"] for h in history], label="train")
+    kinds = [h.get("loss_kind") for h in history]
+    for i in range(1, len(kinds)):
+        if kinds[i] != kinds[i - 1]:
+            axes[0].axvline(ep[i] - 0.5, color="grey", linestyle=":")
+            axes[0].text(ep[i] - 0.5, axes[0].get_ylim()[1], f" {kinds[i]}", va="top",
+                         fontsize=8, color="grey")
     axes[0].set_xlabel("epoch")
-    axes[0].set_ylabel("loss")
-    axes[0].legend()
-    if history.get("val_top1"):
-        axes[1].plot(ep, history["val_top1"], color="C2")
+    axes[0].set_ylabel("training loss")
+    val = [h.get("val_top1") for h in history]
+    if any(v is not None for v in val):
+        axes[1].plot(ep, val, color="C2")
     axes[1].set_xlabel("epoch")
-    axes[1].set_ylabel("validation top-1")
+    axes[1].set_ylabel("validation top-1 (stimulus-averaged)")
     fig.tight_layout()
     return fig
 
