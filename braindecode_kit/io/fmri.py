@@ -46,7 +46,7 @@ __all__ = [
 REQUIRED_EVENT_COLUMNS = ("onset", "duration", "stimulus_id")
 NSD_SCALE = 300.0  # NSD betas: int16 = percent signal change x 300
 _INT16_MAX = 32767
-_SLAB_BYTES = 64 << 20  # HDF5 reads: at most this many raw bytes at once
+_SLAB_BYTES = 32 << 20  # HDF5 reads: at most this many raw bytes at once
 _ROW_BYTES = 64 << 20  # streaming passes over the output: rows per block
 _TIME_UNITS = {"sec": 1.0, "msec": 1e-3, "usec": 1e-6}
 
@@ -419,9 +419,10 @@ def _extract(img, mask: _Mask) -> np.ndarray:
 
 
 def _bad_columns(Y: np.ndarray) -> np.ndarray:
+    """Columns with a NaN/inf value or a constant value."""
     finite = np.isfinite(Y).all(axis=0)
     with np.errstate(invalid="ignore"):
-        const = np.nanmax(Y, axis=0) == np.nanmin(Y, axis=0) if Y.shape[0] else finite
+        const = Y.max(axis=0) == Y.min(axis=0)  # NaN columns compare False: caught above
     return ~finite | const
 
 
@@ -709,11 +710,15 @@ def _zscore_block(block: np.ndarray, split: np.ndarray, train_only: bool, where:
         if not use.any():
             logger.warning("%s has no training trial: z-scored with all its trials.", where)
             use[:] = True
-    stats = block[use].astype(np.float64)
-    mean = stats.mean(axis=0)
-    std = stats.std(axis=0)
+    block = np.asarray(block, np.float32)
+    stats = block if use.all() else block[use]
+    mean = stats.mean(axis=0, dtype=np.float64)
+    std = stats.std(axis=0, dtype=np.float64)
+    del stats
     std[~(std > 0)] = 1.0
-    return ((block - mean) / std).astype(np.float32)
+    block -= mean.astype(np.float32)  # in place: no float64 copy of the session
+    block /= std.astype(np.float32)
+    return block
 
 
 # =========================================================================== BIDS
@@ -936,8 +941,7 @@ class _Source:
         for start in range(0, self.n_trials, step):
             block = np.asarray(self.img.dataobj[..., start : start + step])
             vals = block[ijk[:, 0], ijk[:, 1], ijk[:, 2]].T
-            if vals.dtype == np.int16:
-                n_sat += int(np.count_nonzero(np.abs(vals.astype(np.int32)) >= _INT16_MAX))
+            n_sat += _count_saturated(vals)
             out[start : start + vals.shape[0]] = vals.astype(np.float32) * np.float32(scale)
         return out, n_sat
 
@@ -969,12 +973,20 @@ class _Source:
                 if sel.any():
                     block = ds[:, z:z1, y0:y1, x0:x1]
                     vals = block[:, sel]
-                    if vals.dtype == np.int16:
-                        n_sat += int(np.count_nonzero(np.abs(vals.astype(np.int32)) >= _INT16_MAX))
-                    out[:, sub[sel]] = vals.astype(np.float32) * np.float32(scale)
-                    del block, vals
+                    del block
+                    n_sat += _count_saturated(vals)
+                    vals = vals.astype(np.float32)
+                    vals *= np.float32(scale)
+                    out[:, sub[sel]] = vals
+                    del vals
                 z = z1
         return out, n_sat
+
+
+def _count_saturated(vals: np.ndarray) -> int:
+    if vals.dtype != np.int16:
+        return 0
+    return int(np.count_nonzero((vals >= _INT16_MAX) | (vals <= -_INT16_MAX)))
 
 
 class _Sink:
@@ -1238,8 +1250,11 @@ def load_betas(
                     spl = rows["split"].to_numpy()
                     for lab in pd.unique(ses):
                         r = ses == lab
-                        block[r] = _zscore_block(block[r], spl[r], train_only_stats,
-                                                 f"{s.name} session {lab}")
+                        where = f"{s.name} session {lab}"
+                        if r.all():  # one session per file (NSD): in place, no copy
+                            block = _zscore_block(block, spl, train_only_stats, where)
+                        else:
+                            block[r] = _zscore_block(block[r], spl[r], train_only_stats, where)
                     block[:, blk_bad] = 0.0
                 sink.write(start, block)
                 logger.info("Read %s: %d trials x %d voxels", s.name, s.n_trials, n_vox)
