@@ -149,11 +149,16 @@ def stage_simulate_fmri(ctx: RunContext) -> dict[str, Any]:
 @stage("load_fmri", enabled=_has_fmri)
 def stage_load_fmri(ctx: RunContext) -> dict[str, Any]:
     """Estimate single-trial betas from the BIDS dataset into one TrialSet per subject."""
-    from .io import list_bids_subjects, load_fmri_bids
+    from mne_bids import get_entity_vals
+
+    from .io import load_fmri_bids
 
     fc = ctx.config.fmri
     root = Path(fc.bids_root) if fc.source == "bids" else ctx.run_dir / "bids"
-    subjects = fc.subjects or list_bids_subjects(root)
+    subjects = fc.subjects or sorted(get_entity_vals(root, "subject",
+                                                     ignore_dirs=("derivatives", "sourcedata")))
+    if not subjects:
+        raise ValueError(f"No subjects (sub-*/ folders) found in the BIDS dataset {root}.")
     per_subject = {}
     for sub in subjects:
         ts = load_fmri_bids(root, sub, method=fc.load.method, mask=fc.load.mask,
