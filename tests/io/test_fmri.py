@@ -392,3 +392,31 @@ def test_load_betas_refusals(nsd_like, tmp_path, caplog_bk):
         load_betas(const, trials.iloc[:12], mask=mask, bad_voxels="raise")
     with pytest.raises(ValueError, match="'scale' must be"):
         load_betas(paths, trials, mask=mask, scale=-1)
+
+
+def test_confounds_match_nilearn(run0):
+    import warnings
+
+    from nilearn.glm.first_level import FirstLevelModel
+
+    img, ev, _, mask = run0
+    rng = np.random.default_rng(5)
+    conf = pd.DataFrame({"tx": rng.normal(size=img.shape[3]).cumsum(),
+                         "ry": rng.normal(size=img.shape[3])})
+    ts = load_fmri(img, ev, mask=mask, confounds=conf, method="lsa")
+    e = ev.sort_values("onset").reset_index(drop=True)
+    e["trial_type"] = [f"t{i:03d}" for i in range(len(e))]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = FirstLevelModel(t_r=2.0, mask_img=mask, noise_model="ols", slice_time_ref=0.0,
+                            minimize_memory=True).fit(img, events=e[["onset", "duration",
+                                                                     "trial_type"]],
+                                                      confounds=conf)
+        ref = np.array([m.masker_.transform(m.compute_contrast(f"t{i:03d}",
+                                                               output_type="effect_size"))
+                        .ravel() for i in range(len(e))])
+    np.testing.assert_allclose(ts.data, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+    without = load_fmri(img, ev, mask=mask, method="lsa")
+    assert not np.allclose(without.data, ts.data)
+    with pytest.raises(ValueError, match="one row per scan"):
+        load_fmri(img, ev, confounds=conf.iloc[:-3])
