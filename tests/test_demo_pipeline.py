@@ -1,0 +1,96 @@
+"""The whole pipeline end to end at a small scale: every stage runs, metrics.json holds
+the public keys, the report shows what it should, the model reloads, and a re-run
+resumes without redoing anything."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from braindecode_kit.config import load_config
+from braindecode_kit.pipeline import run_pipeline
+
+SMALL = {
+    "name": "small-demo",
+    "seed": 0,
+    "stimuli": {"kind": "world", "n": 700},
+    "fmri": {"source": "simulate",
+             "simulate": {"n_subjects": 3,
+                          "extra": {"n_shared_test": 100, "n_voxels": 500,
+                                    "n_train_per_subject": 200, "n_sessions": 2}}},
+    "decoder": {"d_shared": 128, "n_blocks": 1},
+    "train": {"epochs": 6, "batch_size": 64, "patience": None},
+    "new_subject": {"fraction": 0.25, "curve": [0.25, 1.0]},
+    "evaluate": {"n_candidates": 100, "n_draws": 10, "topk": 5},
+    "report": {"n_examples": 3},
+}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    metrics = run_pipeline(load_config(SMALL), out)
+    return out, metrics
+
+
+def test_metrics_have_the_public_keys(run):
+    out, metrics = run
+    on_disk = json.loads((out / "metrics.json").read_text())
+    assert on_disk["fmri"]["decoder"]["top1"] == metrics["fmri"]["decoder"]["top1"]
+    f = on_disk["fmri"]
+    for name in ("decoder", "ridge", "oracle"):
+        lo, hi = f[name]["ci"]
+        assert lo <= f[name]["top1"] <= hi
+    assert f["chance"] == pytest.approx(1 / 100)
+    for name in ("adapted_10pct", "scratch_10pct", "ridge_10pct", "adapted_full"):
+        assert set(f["new_subject"][name]) >= {"top1", "ci"}
+    assert len(f["new_subject"]["learning_curve"]) == 2
+    clip = on_disk["builtin_clip"]
+    assert 0 <= clip["zero_shot_shape"] <= 1 and 0 <= clip["zero_shot_colour"] <= 1
+
+
+def test_decoding_is_above_chance_and_below_oracle(run):
+    f = run[1]["fmri"]
+    # even this tiny run decodes far above chance, and nothing beats the oracle
+    assert f["decoder"]["top1"] > 5 * f["chance"]
+    assert f["ridge"]["top1"] > 2 * f["chance"]
+    assert f["oracle"]["top1"] >= f["decoder"]["top1"]
+
+
+def test_manifest_and_resume(run, monkeypatch):
+    out, metrics = run
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["plan"] == ["stimuli", "embed", "simulate_fmri", "load_fmri", "train",
+                                "ridge", "new_subject", "evaluate", "report"]
+    assert all(s["status"] == "done" for s in manifest["stages"].values())
+    import braindecode_kit.stages as stages
+
+    def boom(*a, **k):
+        raise AssertionError("a finished stage ran again")
+
+    for name in ("stage_embed", "stage_train"):
+        monkeypatch.setattr(stages, name, boom)
+    again = run_pipeline(load_config(SMALL), out)
+    assert again["fmri"]["decoder"] == metrics["fmri"]["decoder"]
+
+
+def test_model_reloads_and_predicts(run):
+    from braindecode_kit.models import BrainDecoder
+    from braindecode_kit.trialset import TrialSet
+
+    out, _ = run
+    dec = BrainDecoder.from_pretrained(out / "model")
+    ts = TrialSet.load(out / "trials" / "sub-01").select(split="test").average_repetitions()
+    pred = dec.predict(np.asarray(ts.data), subject="01")
+    saved = np.load(out / "predictions" / "decoder_sub-01.npy")
+    np.testing.assert_allclose(pred, saved, rtol=1e-5, atol=1e-6)
+
+
+def test_report_shows_tables_and_images(run):
+    out, _ = run
+    html = (out / "report.html").read_text()
+    assert "contrastive decoder (ours)" in html and "oracle" in html and "chance" in html
+    assert "A new subject" in html
+    assert html.count("data:image/png;base64,") > 20
