@@ -1,0 +1,309 @@
+"""``ContrastiveDecoder``: the contrastive brain decoder as a scikit-learn estimator.
+
+A lab script can do ``ContrastiveDecoder().fit(X, Y).predict(X_test)`` with plain arrays
+(trials x voxels -> trials x embedding dim), for one subject or several (a list of
+per-subject arrays with their names). Internally it builds a
+:class:`~braindecode_kit.models.DecoderConfig` and a
+:class:`~braindecode_kit.train.TrainConfig` and calls :func:`braindecode_kit.train.fit`,
+holding out a seeded share of the stimuli for early stopping.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_array, check_is_fitted
+
+__all__ = ["ContrastiveDecoder"]
+
+
+class ContrastiveDecoder(BaseEstimator):
+    """Per-subject adapters + a shared residual MLP trained contrastively (InfoNCE).
+
+    Parameters
+    ----------
+    d_shared : int
+        Width of the shared space.
+    n_blocks : int
+        Residual blocks of the shared encoder.
+    adapter : {"linear", "mlp"}
+        Per-subject adapter kind.
+    dropout : float
+        Dropout in the shared encoder.
+    adapter_dropout : float
+        Dropout on the input features.
+    epochs : int
+        Maximum training epochs.
+    batch_size : int
+        Trials per step (balanced over subjects).
+    lr : float
+        Peak learning rate (AdamW, OneCycle).
+    weight_decay, adapter_weight_decay : float
+        AdamW weight decay of the shared part and of the adapters.
+    schedule : {"infonce", "mindeye", "softclip", "bimixco", "mse"}
+        Contrastive loss kind (see :class:`~braindecode_kit.train.TrainConfig`).
+    temperature : float
+        InfoNCE temperature.
+    mse_weight : float
+        Weight of an added MSE term (0: contrastive only).
+    val_fraction : float
+        Share of each subject's stimuli (distinct rows of Y) held out for early stopping;
+        0 trains on everything for ``epochs`` epochs.
+    patience : int or None
+        Early-stopping patience in epochs.
+    mixed_precision : {"no", "bf16", "fp16"}
+        Autocast precision.
+    seed : int
+        Seeds initialisation, the validation split and training.
+    train_kwargs : dict or None
+        Further :class:`~braindecode_kit.train.TrainConfig` fields.
+    verbose : bool, str, int or None
+        Log level during fit.
+
+    Attributes
+    ----------
+    decoder_ : BrainDecoder
+        The trained model.
+    subjects_ : list of str
+        The subjects seen in fit, in order.
+    n_features_in_ : int
+        Number of features (when every subject has the same number).
+    embed_dim_ : int
+        Target dimension.
+    history_ : list of dict
+        Per-epoch training history.
+
+    Examples
+    --------
+    >>> est = ContrastiveDecoder().fit(X_train, Y_train)
+    >>> Y_pred = est.predict(X_test)
+    >>> est.score(X_test, Y_test)  # top-1 retrieval among up to 300 candidates
+    """
+
+    def __init__(
+        self,
+        d_shared: int = 256,
+        n_blocks: int = 2,
+        adapter: str = "linear",
+        dropout: float = 0.15,
+        adapter_dropout: float = 0.0,
+        epochs: int = 30,
+        batch_size: int = 64,
+        lr: float = 1e-3,
+        weight_decay: float = 0.05,
+        adapter_weight_decay: float = 0.5,
+        schedule: str = "infonce",
+        temperature: float = 0.05,
+        mse_weight: float = 0.0,
+        val_fraction: float = 0.1,
+        patience: int | None = 8,
+        mixed_precision: str = "no",
+        seed: int = 0,
+        train_kwargs: dict | None = None,
+        verbose: bool | str | int | None = None,
+    ) -> None:
+        self.d_shared = d_shared
+        self.n_blocks = n_blocks
+        self.adapter = adapter
+        self.dropout = dropout
+        self.adapter_dropout = adapter_dropout
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.adapter_weight_decay = adapter_weight_decay
+        self.schedule = schedule
+        self.temperature = temperature
+        self.mse_weight = mse_weight
+        self.val_fraction = val_fraction
+        self.patience = patience
+        self.mixed_precision = mixed_precision
+        self.seed = seed
+        self.train_kwargs = train_kwargs
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ input
+    def _split_X(self, X: Any, subjects: Any, fitted: bool) -> list[tuple[str, np.ndarray, Any]]:
+        """-> [(subject, X_s, row_index_or_None)] validated 2-D float arrays."""
+        if isinstance(X, (list, tuple)):
+            if subjects is None:
+                subjects = [f"sub-{i}" for i in range(len(X))]
+            if isinstance(subjects, str) or len(subjects) != len(X):
+                raise ValueError(
+                    "subjects must be a list of names, one per array of X: got "
+                    f"{subjects!r} for {len(X)} arrays."
+                )
+            if len(set(map(str, subjects))) != len(subjects):
+                raise ValueError(f"subjects must be unique, but got {list(subjects)!r}.")
+            return [(str(s), self._check_X(x, f"X[{i}]"), None)
+                    for i, (s, x) in enumerate(zip(subjects, X))]
+        Xa = self._check_X(X, "X")
+        if subjects is None:
+            if fitted and len(self.subjects_) != 1:
+                raise ValueError(
+                    f"subjects must be given: this decoder was fitted on {self.subjects_}."
+                )
+            return [(self.subjects_[0] if fitted else "sub-0", Xa, None)]
+        if isinstance(subjects, str):
+            return [(subjects, Xa, None)]
+        labels = np.asarray(subjects).astype(str)
+        if labels.shape != (Xa.shape[0],):
+            raise ValueError(
+                "subjects must be None, a name, a list of names (one per array of X) or one "
+                f"label per row of X ({Xa.shape[0]}), but got shape {labels.shape}."
+            )
+        out = []
+        for s in dict.fromkeys(labels.tolist()):
+            rows = np.flatnonzero(labels == s)
+            out.append((s, Xa[rows], rows))
+        return out
+
+    @staticmethod
+    def _check_X(X: Any, name: str) -> np.ndarray:
+        return check_array(X, dtype=np.float32, ensure_2d=True, input_name=name,
+                           ensure_min_samples=2)
+
+    @staticmethod
+    def _check_Y(Y: Any, n: int, name: str = "Y") -> np.ndarray:
+        Ya = np.asarray(Y)
+        if Ya.ndim != 2:
+            raise ValueError(
+                f"{name} must be a 2-D array (n_trials, embedding_dim) of target embeddings, "
+                f"but got shape {Ya.shape}."
+            )
+        Ya = check_array(Ya, dtype=np.float32, input_name=name)
+        if Ya.shape[0] != n:
+            raise ValueError(f"{name} has {Ya.shape[0]} rows but X has {n} trials.")
+        return Ya
+
+    def _split_Y(self, Y: Any, parts: list[tuple[str, np.ndarray, Any]]) -> list[np.ndarray]:
+        if isinstance(Y, (list, tuple)):
+            if len(Y) != len(parts):
+                raise ValueError(f"Y must be a list aligned with X: {len(Y)} vs {len(parts)}.")
+            return [self._check_Y(y, x.shape[0], f"Y[{i}]") for i, (y, (_, x, _)) in
+                    enumerate(zip(Y, parts))]
+        n = sum(x.shape[0] for _, x, _ in parts)
+        Ya = self._check_Y(Y, n)
+        if parts[0][2] is None:
+            return [Ya]
+        return [Ya[rows] for _, _, rows in parts]
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, X: Any, Y: Any, subjects: Any = None) -> ContrastiveDecoder:
+        """Train the decoder.
+
+        Parameters
+        ----------
+        X : array (n_trials, n_features) or list of arrays
+            Brain data; a list holds one array per subject.
+        Y : array (n_trials, embedding_dim) or list of arrays
+            Target embeddings aligned with X's rows (repeated stimuli: identical rows).
+        subjects : None, str, list of str or array of labels
+            Subject names for a list X, a name for one array, or one label per row.
+
+        Returns
+        -------
+        self
+        """
+        from .models import BrainDecoder, DecoderConfig
+        from .train import TrainConfig, fit
+
+        if not 0.0 <= float(self.val_fraction) < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1), but got {self.val_fraction!r}.")
+        parts = self._split_X(X, subjects, fitted=False)
+        Ys = self._split_Y(Y, parts)
+        dims = {y.shape[1] for y in Ys}
+        if len(dims) != 1:
+            raise ValueError(f"All Y arrays must have the same dimension, got {sorted(dims)}.")
+        embed_dim = dims.pop()
+        dcfg = DecoderConfig(
+            subjects={s: x.shape[1] for s, x, _ in parts}, embed_dim=embed_dim,
+            adapter=self.adapter, d_shared=self.d_shared, n_blocks=self.n_blocks,
+            dropout=self.dropout, adapter_dropout=self.adapter_dropout,
+        )
+        tcfg = TrainConfig(
+            epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
+            weight_decay=self.weight_decay, adapter_weight_decay=self.adapter_weight_decay,
+            schedule=self.schedule, temperature=self.temperature, mse_weight=self.mse_weight,
+            patience=self.patience, mixed_precision=self.mixed_precision, seed=self.seed,
+            **(self.train_kwargs or {}),
+        )
+        rng = np.random.default_rng(self.seed)
+        trainsets, valsets = [], []
+        for (s, x, _), y in zip(parts, Ys):
+            _, groups = np.unique(y, axis=0, return_inverse=True)
+            groups = groups.reshape(-1)
+            n_groups = int(groups.max()) + 1
+            n_val = int(round(self.val_fraction * n_groups))
+            if self.val_fraction > 0 and n_val >= 2 and n_groups - n_val >= 2:
+                val_groups = rng.choice(n_groups, n_val, replace=False)
+                is_val = np.isin(groups, val_groups)
+                trainsets.append((s, x[~is_val], y[~is_val]))
+                valsets.append((s, x[is_val], y[is_val]))
+            else:
+                trainsets.append((s, x, y))
+        decoder = BrainDecoder(dcfg, seed=self.seed)
+        result = fit(decoder, trainsets, None, tcfg, valsets=valsets or None,
+                     verbose=self.verbose)
+        self.decoder_ = result.decoder
+        self.history_ = result.history
+        self.subjects_ = [s for s, _, _ in parts]
+        self.embed_dim_ = int(embed_dim)
+        n_feats = {x.shape[1] for _, x, _ in parts}
+        if len(n_feats) == 1:
+            self.n_features_in_ = n_feats.pop()
+        return self
+
+    # ------------------------------------------------------------------ predict
+    def predict(self, X: Any, subjects: Any = None) -> np.ndarray:
+        """Predicted embeddings ``(n_trials, embedding_dim)`` (float32).
+
+        ``X`` and ``subjects`` take the same forms as in :meth:`fit`; a list of arrays gives
+        their predictions concatenated in order; per-row labels keep the rows' order.
+        """
+        check_is_fitted(self, "decoder_")
+        parts = self._split_X(X, subjects, fitted=True)
+        for s, _, _ in parts:
+            if s not in self.subjects_:
+                raise ValueError(
+                    f"Unknown subject {s!r}: this decoder was fitted on {self.subjects_}."
+                )
+        preds = [self.decoder_.predict(x, subject=s) for s, x, _ in parts]
+        if parts[0][2] is None:
+            return np.concatenate(preds)
+        out = np.empty((sum(len(p) for p in preds), self.embed_dim_), np.float32)
+        for (_, _, rows), p in zip(parts, preds):
+            out[rows] = p
+        return out
+
+    def score(self, X: Any, Y: Any, subjects: Any = None) -> float:
+        """Top-1 retrieval (brain->image) among ``min(300, n_stimuli)`` candidates.
+
+        Predictions of identical target rows (repetitions of a stimulus) are averaged
+        first, as MindEye2 averages its test repetitions; 30 random candidate draws.
+        """
+        from .train import _average_by_stimulus, _retrieval
+
+        pred = self.predict(X, subjects)
+        if isinstance(Y, (list, tuple)):
+            Ya = np.concatenate(self._split_Y(Y, self._split_X(X, subjects, fitted=True)))
+        else:
+            Ya = self._check_Y(Y, pred.shape[0])
+        table, groups = np.unique(Ya, axis=0, return_inverse=True)
+        avg, uniq = _average_by_stimulus(pred, groups.reshape(-1))
+        if len(uniq) < 2:
+            raise ValueError("score needs at least 2 distinct target rows.")
+        return float(_retrieval(avg, table[uniq], 300, 30, 0)["top1"])
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = True
+        tags.target_tags.multi_output = True
+        tags.target_tags.single_output = False
+        tags.non_deterministic = False
+        return tags
+
+    def _more_tags(self) -> dict[str, Any]:  # scikit-learn < 1.6
+        return {"multioutput_only": True, "requires_y": True}
