@@ -214,18 +214,19 @@ def prf_weights(x0: np.ndarray, y0: np.ndarray, sigma: np.ndarray) -> np.ndarray
 
 # --------------------------------------------------------------------------- semantic features
 def semantic_design(attributes: pd.DataFrame) -> tuple[np.ndarray, list[str], np.ndarray]:
-    """One-hot (categorical) and standardised (numeric) design of stimulus attributes.
+    """Raw design of stimulus attributes: one-hot (categorical) and numeric columns.
 
     Categorical columns (strings, categories, booleans and integers with at most 16
-    levels) with 2 to 64 levels become one-hot blocks; numeric columns are standardised
-    (NaN -> 0); constant columns and identifiers are dropped.
+    levels) with 2 to 64 levels become one-hot blocks; numeric columns are kept as they
+    are (NaN where missing; :class:`SemanticMixer` standardises them with constants fixed
+    at simulation time); constant columns and identifiers are dropped.
 
     Returns
     -------
     X : np.ndarray
         ``(n, d)`` float32.
     names : list of str
-        ``"column=level"`` or ``"column"`` per feature.
+        ``"column=level"`` (one-hot) or ``"column"`` (numeric) per feature.
     weights : np.ndarray
         ``(d,)`` per-feature input weight (category columns weigh more).
     """
@@ -242,17 +243,14 @@ def semantic_design(attributes: pd.DataFrame) -> tuple[np.ndarray, list[str], np
             if not 2 <= len(levels) <= _MAX_LEVELS:
                 continue
             vals = s.astype(str).to_numpy()
-            onehot = (vals[:, None] == np.asarray(levels)[None, :]).astype(np.float32)
-            blocks.append(onehot)
+            blocks.append((vals[:, None] == np.asarray(levels)[None, :]).astype(np.float32))
             names += [f"{col}={lv}" for lv in levels]
             weights += [w] * len(levels)
         elif pd.api.types.is_numeric_dtype(s):
             v = s.to_numpy(dtype=np.float64)
-            fin = np.isfinite(v)
-            if fin.sum() < 2 or np.nanstd(v) == 0:
+            if np.isfinite(v).sum() < 2 or np.nanstd(v) == 0:
                 continue
-            z = np.where(fin, (v - np.nanmean(v)) / np.nanstd(v), 0.0)
-            blocks.append(z[:, None].astype(np.float32))
+            blocks.append(v[:, None].astype(np.float32))
             names.append(str(col))
             weights.append(w)
     if not blocks:
@@ -260,7 +258,7 @@ def semantic_design(attributes: pd.DataFrame) -> tuple[np.ndarray, list[str], np
     return np.concatenate(blocks, axis=1), names, np.asarray(weights, np.float32)
 
 
-def global_image_design(maps: np.ndarray) -> np.ndarray:
+def global_image_design(maps: np.ndarray) -> tuple[np.ndarray, list[str]]:
     """Fallback semantic input: low-level maps pooled over the image and its quadrants."""
     n, c = maps.shape[:2]
     h = MAP_SIZE // 2
@@ -268,39 +266,52 @@ def global_image_design(maps: np.ndarray) -> np.ndarray:
     for r0 in (0, h):
         for c0 in (0, h):
             parts.append(maps[:, :, r0:r0 + h, c0:c0 + h].mean(axis=(2, 3)))
-    X = np.concatenate(parts, axis=1).reshape(n, -1)
-    sd = X.std(axis=0)
-    sd[sd == 0] = 1.0
-    return ((X - X.mean(axis=0)) / sd).astype(np.float32)
+    X = np.concatenate(parts, axis=1).reshape(n, -1).astype(np.float32)
+    return X, [f"global_{j}" for j in range(X.shape[1])]
 
 
 @dataclass
 class SemanticMixer:
     """The shared (all-subject) nonlinear mixing of attribute features.
 
-    ``z = relu((x * input_weights) @ A + b)``, with ``A`` of shape ``(d, k)``.
+    ``z = relu((((x - centre) / scale) * input_weights) @ A + b)`` (missing values -> 0
+    after standardisation), with ``A`` of shape ``(d, k)``; ``centre``/``scale`` are 0/1
+    for one-hot features and the simulation stimuli's mean/sd for numeric ones.
     """
 
     names: list[str]
     input_weights: np.ndarray
     A: np.ndarray
     b: np.ndarray
+    centre: np.ndarray
+    scale: np.ndarray
 
     def transform(self, X: np.ndarray) -> np.ndarray:
-        """Latent semantic features ``(n, k)`` of a design ``(n, d)``."""
-        return np.maximum((X * self.input_weights) @ self.A + self.b, 0.0).astype(np.float32)
+        """Latent semantic features ``(n, k)`` of a raw design ``(n, d)``."""
+        Xs = np.nan_to_num((np.asarray(X, np.float32) - self.centre) / self.scale, nan=0.0)
+        return np.maximum((Xs * self.input_weights) @ self.A + self.b, 0.0).astype(np.float32)
 
 
-def make_semantic_mixer(names: Sequence[str], input_weights: np.ndarray, rng: np.random.Generator,
-                        n_latent: int = 48) -> SemanticMixer:
-    """Draw the shared mixing network (random projections; biases keep ~40 % of units on)."""
+def make_semantic_mixer(names: Sequence[str], input_weights: np.ndarray, X: np.ndarray,
+                        rng: np.random.Generator, n_latent: int = 48) -> SemanticMixer:
+    """Draw the shared mixing network (random projections; biases keep ~40 % of units on).
+
+    Numeric features (names without ``"="``) are standardised with the mean and sd of
+    ``X``, the raw design of the simulation's stimuli.
+    """
     d = len(names)
     A = rng.standard_normal((d, n_latent)).astype(np.float32) / np.sqrt(max(d, 1) * 0.25)
     b = (rng.standard_normal(n_latent) * 0.5 - 0.3).astype(np.float32)
-    return SemanticMixer(list(names), np.asarray(input_weights, np.float32), A, b)
+    centre = np.zeros(d, np.float32)
+    scale = np.ones(d, np.float32)
+    for j, n in enumerate(names):
+        if "=" not in n:
+            centre[j] = np.nanmean(X[:, j])
+            sd = np.nanstd(X[:, j])
+            scale[j] = sd if sd > 0 else 1.0
+    return SemanticMixer(list(names), np.asarray(input_weights, np.float32), A, b, centre, scale)
 
 
-# --------------------------------------------------------------------------- voxel model
 @dataclass
 class VoxelEncodingModel:
     """One subject's voxel-wise encoding model (all arrays are per voxel, ``(V, ...)``).
@@ -420,6 +431,54 @@ class VoxelEncodingModel:
     def arrays(self) -> dict[str, np.ndarray]:
         """All parameters as plain arrays (for ``np.savez``)."""
         return {k: np.asarray(getattr(self, k)) for k in self.__dataclass_fields__}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> VoxelEncodingModel:
+        """Rebuild a model from :meth:`arrays` (extra keys are ignored)."""
+        return cls(**{k: np.asarray(arrays[k]) for k in cls.__dataclass_fields__})
+
+
+def stimulus_features(stimuli, ids: Sequence[str], mixer: SemanticMixer | None = None,
+                      progress_fn=None) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray]:
+    """Low-level maps and semantic design of some stimuli of a StimulusSet.
+
+    Returns ``maps`` ``(n, C, MAP_SIZE, MAP_SIZE)``, the semantic design ``X``, its
+    ``names`` and input weights. With ``mixer``, ``X`` is aligned to the mixer's feature
+    names (levels it does not know are ignored, missing ones are 0), so new stimuli are
+    encoded as the simulated ones were.
+    """
+    from PIL import Image
+
+    ids = list(ids)
+    images = np.empty((len(ids), IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
+    it = progress_fn(ids) if progress_fn is not None else ids
+    for k, sid in enumerate(it):
+        img = stimuli.load_image(sid)
+        if img.mode != "RGB":
+            img = img.convert("RGB")
+        if img.size != (IMAGE_SIZE, IMAGE_SIZE):
+            img = img.resize((IMAGE_SIZE, IMAGE_SIZE), Image.BICUBIC)
+        images[k] = np.asarray(img, np.uint8)
+    maps = lowlevel_features(images)
+    del images
+    global_mixer = mixer is not None and bool(mixer.names) and mixer.names[0].startswith("global_")
+    attrs = getattr(stimuli, "attributes", None)
+    X, names, in_w = np.zeros((len(ids), 0), np.float32), [], np.zeros(0, np.float32)
+    if attrs is not None and len(attrs) and not global_mixer:
+        X, names, in_w = semantic_design(attrs.reindex(ids))
+    if global_mixer or (mixer is None and X.shape[1] == 0):
+        X, names = global_image_design(maps)
+        in_w = np.ones(X.shape[1], np.float32)
+    if mixer is not None and names != list(mixer.names):
+        pos = {n: j for j, n in enumerate(names)}
+        aligned = np.zeros((len(ids), len(mixer.names)), np.float32)
+        for j, n in enumerate(mixer.names):
+            if n in pos:
+                aligned[:, j] = X[:, pos[n]]
+            elif "=" not in n:
+                aligned[:, j] = np.nan  # a numeric attribute it lacks: treated as missing
+        X, names, in_w = aligned, list(mixer.names), mixer.input_weights
+    return maps, X, names, in_w
 
 
 def _softplus(x: np.ndarray) -> np.ndarray:

@@ -389,6 +389,37 @@ class SimulatedFMRI:
         with np.load(self.paths(subject)["encoding_model"], allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
 
+    def semantic_mixer(self) -> enc.SemanticMixer:
+        """The shared semantic mixing network of the encoding model."""
+        with np.load(self.sim_dir / "desc-semanticmixer_model.npz", allow_pickle=False) as z:
+            return enc.SemanticMixer([str(n) for n in z["names"]], z["input_weights"], z["A"],
+                                     z["b"], z["centre"], z["scale"])
+
+    def predict_responses(self, subject: str | int, stimuli, ids: list[str] | None = None
+                          ) -> np.ndarray:
+        """Noise-free responses of one subject's voxels to any images (the true model).
+
+        Parameters
+        ----------
+        subject : str | int
+            Subject label.
+        stimuli : StimulusSet
+            Images to encode (their ``attributes`` feed the semantic pathway, matched by
+            column and level names to what the simulation saw).
+        ids : list of str | None
+            Which stimuli (default: all).
+
+        Returns
+        -------
+        np.ndarray
+            ``(n, n_voxels)`` percent signal change, voxel order as the subject's mask.
+        """
+        model = enc.VoxelEncodingModel.from_arrays(self.encoding_model(subject))
+        mixer = self.semantic_mixer()
+        ids = list(stimuli.ids) if ids is None else list(ids)
+        maps, X, _, _ = enc.stimulus_features(stimuli, ids, mixer=mixer)
+        return model.predict(maps, mixer.transform(X))
+
     def ncsnr(self, subject: str | int) -> np.ndarray:
         """Per-voxel noise-ceiling SNR (beta level) in voxel order."""
         return self.encoding_model(subject)["ncsnr"]
@@ -665,31 +696,13 @@ def simulate_fmri(
 
     # ------------------------------------------------------------ features (shared)
     pos_used = {int(i): k for k, i in enumerate(used)}
-    images = np.empty((used.size, enc.IMAGE_SIZE, enc.IMAGE_SIZE, 3), np.uint8)
-    from PIL import Image
-
-    for k, i in enumerate(progress(used, desc="stimulus features", leave=False)):
-        img = stimuli.load_image(ids_all[i])
-        if img.mode != "RGB":
-            img = img.convert("RGB")
-        if img.size != (enc.IMAGE_SIZE, enc.IMAGE_SIZE):
-            img = img.resize((enc.IMAGE_SIZE, enc.IMAGE_SIZE), Image.BICUBIC)
-        images[k] = np.asarray(img, np.uint8)
-    maps = enc.lowlevel_features(images)
-    del images
-    attrs = stimuli.attributes
-    if attrs is not None and len(attrs):
-        attrs = attrs.reindex([ids_all[i] for i in used])
-        X, names, in_w = enc.semantic_design(attrs)
-    else:
-        X, names, in_w = np.zeros((used.size, 0), np.float32), [], np.zeros(0, np.float32)
-    if X.shape[1] == 0:
-        X = enc.global_image_design(maps)
-        names = [f"global_{j}" for j in range(X.shape[1])]
-        in_w = np.ones(X.shape[1], np.float32)
+    maps, X, names, in_w = enc.stimulus_features(
+        stimuli, [ids_all[i] for i in used],
+        progress_fn=lambda it: progress(it, desc="stimulus features", leave=False))
+    if names and names[0].startswith("global_"):
         logger.info("No usable stimulus attributes: the semantic pathway reads global image "
                     "statistics instead.")
-    mixer = enc.make_semantic_mixer(names, in_w, _rng(seed, "mixer"), n_latent=_N_LATENT)
+    mixer = enc.make_semantic_mixer(names, in_w, X, _rng(seed, "mixer"), n_latent=_N_LATENT)
     latent = mixer.transform(X)
     t_feat = time.perf_counter() - t0
 
@@ -994,7 +1007,8 @@ def _write_top(root: Path, ids_all: list[str], test_idx: np.ndarray, train_idx: 
     _tsv(sim / "atlas-visual_dseg.tsv",
          pd.DataFrame({"index": list(ROI_NAMES), "name": list(ROI_NAMES.values())}))
     _savez(sim / "desc-semanticmixer_model.npz", A=mixer.A, b=mixer.b,
-           input_weights=mixer.input_weights, names=np.array(mixer.names, dtype=str))
+           input_weights=mixer.input_weights, centre=mixer.centre, scale=mixer.scale,
+           names=np.array(mixer.names, dtype=str))
     if not nsd_layout:
         return
     from scipy.io import savemat

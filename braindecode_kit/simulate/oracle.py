@@ -119,7 +119,7 @@ def identification_oracle(
     half = 1.96 * float(draws_a.std(ddof=1)) / np.sqrt(len(draws_a)) if len(draws_a) > 1 else 0.0
     return {
         "top1": top1,
-        "ci": [top1 - half, top1 + half],
+        "ci": [float(top1 - half), float(top1 + half)],
         "draws": draws,
         "chance": 1.0 / n_candidates,
         "n_candidates": int(n_candidates),

@@ -31,6 +31,7 @@ class TinyStimuli:
                          "size": ("small", "large")[rng.integers(2)],
                          "background": ("grey", "black")[rng.integers(2)]})
         self.attributes = pd.DataFrame(rows, index=pd.Index(self.ids, name="stimulus_id"))
+        self._scene = self.attributes
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -41,7 +42,7 @@ class TinyStimuli:
     def load_image(self, sid: str):
         from PIL import Image, ImageDraw
 
-        a = self.attributes.loc[sid]
+        a = self._scene.loc[sid]
         bg = (128, 128, 128) if a["background"] == "grey" else (20, 20, 20)
         img = Image.new("RGB", (64, 64), bg)
         d = ImageDraw.Draw(img)
@@ -368,3 +369,25 @@ def test_killed_run_leaves_nothing(stimuli, tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         simulate_fmri(stimuli, tmp_path / "out", **SMALL)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_saved_model_reproduces_true_betas(sim, stimuli):
+    """The saved encoding model is complete: it recomputes the stored noise-free betas."""
+    ids, betas = sim.true_betas("02")
+    pred = sim.predict_responses("02", stimuli, ids)
+    np.testing.assert_allclose(pred, betas, rtol=1e-4, atol=1e-4)
+    # and encodes new images (a subset of another subject's images) without error
+    other = sim.train_ids("01")[:5]
+    assert sim.predict_responses("02", stimuli, other).shape == (5, betas.shape[1])
+
+
+def test_no_attributes_falls_back_to_image_statistics(tmp_path):
+    class Bare(TinyStimuli):
+        pass
+
+    bare = Bare(60, seed=2)
+    bare.attributes = pd.DataFrame(index=pd.Index(bare.ids, name="stimulus_id"))
+    s = simulate_fmri(bare, tmp_path / "bare", **(SMALL | {"n_subjects": 1, "nsd_layout": False}))
+    assert s.semantic_mixer().names[0].startswith("global_")
+    ids, betas = s.true_betas("01")
+    np.testing.assert_allclose(s.predict_responses("01", bare, ids), betas, rtol=1e-4, atol=1e-4)
