@@ -25,26 +25,25 @@ DEFAULT_ALPHAS = np.logspace(-1, 7, 17)
 class _EigenRidge:
     """Ridge on centred data through one eigendecomposition, shared by every alpha.
 
-    Works in the primal (``X^T X``, p x p) when there are fewer features than samples
-    and in the dual (``X X^T``, n x n) otherwise, so wide fMRI matrices stay cheap.
+    Works in the primal (``gram = Xc^T Xc``, p x p, ``rhs = Xc^T Yc``) when there are
+    fewer features than samples and in the dual (``gram = Xc Xc^T``, n x n,
+    ``rhs = Yc``) otherwise, so wide fMRI matrices stay cheap. New rows are mapped with
+    :meth:`basis`: the centred rows themselves (primal) or their centred cross-kernel
+    with the training rows (dual).
     """
 
-    def __init__(self, Xc: np.ndarray, Yc: np.ndarray) -> None:
-        n, p = Xc.shape
-        self.Xc = Xc
-        self.primal = p <= n
-        gram = Xc.T @ Xc if self.primal else Xc @ Xc.T
+    def __init__(self, gram: np.ndarray, rhs: np.ndarray, primal: bool) -> None:
         import scipy.linalg as sl
 
+        self.primal = primal
         lam, vec = sl.eigh(gram, driver="evd", check_finite=False)
         self.lam = np.clip(lam, 0.0, None)
         self.vec = vec
-        # B: the targets in the eigenbasis
-        self.B = vec.T @ (Xc.T @ Yc) if self.primal else vec.T @ Yc
+        self.B = vec.T @ rhs  # the targets in the eigenbasis
 
-    def basis(self, Xn: np.ndarray) -> np.ndarray:
-        """Map centred new rows so that prediction(alpha) = Z diag(1/(lam+alpha)) B."""
-        return Xn @ self.vec if self.primal else (Xn @ self.Xc.T) @ self.vec
+    def basis(self, new: np.ndarray) -> np.ndarray:
+        """prediction(alpha) = basis(new) diag(1 / (lam + alpha)) B."""
+        return new @ self.vec
 
     def predict(self, Z: np.ndarray, alpha: np.ndarray | float) -> np.ndarray:
         alpha = np.asarray(alpha, dtype=np.float64)
@@ -52,50 +51,29 @@ class _EigenRidge:
             return (Z / (self.lam + alpha)) @ self.B
         return Z @ (self.B / (self.lam[:, None] + alpha[None, :]))  # one alpha per target
 
-    def coef(self, alpha: np.ndarray | float) -> np.ndarray:
-        """(p, t) weights on the centred features."""
+    def weights(self, alpha: np.ndarray | float) -> np.ndarray:
+        """Primal: (p, t) weights. Dual: (n, t) dual coefficients."""
         alpha = np.asarray(alpha, dtype=np.float64)
-        denom = self.lam + alpha if alpha.ndim == 0 else self.lam[:, None] + alpha[None, :]
-        scaled = (self.B.T / denom).T if alpha.ndim == 0 else self.B / denom
-        return self.vec @ scaled if self.primal else self.Xc.T @ (self.vec @ scaled)
-
-    def loo_predictions(self, Y: np.ndarray, alpha: float,
-                        cols: np.ndarray | None = None) -> np.ndarray:
-        """Exact leave-one-out predictions (intercept refitted) for one alpha.
-
-        ``Y`` is the uncentred target matrix this model was built with; ``cols``
-        optionally restricts to some of its columns.
-        """
-        if not hasattr(self, "_U"):
-            if self.primal:
-                keep = self.lam > self.lam.max(initial=0.0) * 1e-12
-                self._U = (self.Xc @ self.vec[:, keep]) / np.sqrt(self.lam[keep])
-                self._lam_u = self.lam[keep]
-            else:
-                self._U, self._lam_u = self.vec, self.lam
-            self._U2 = self._U**2
-            self._y_mean = Y.mean(axis=0)
-            self._C = self._U.T @ (Y - self._y_mean)
-        if cols is not None:
-            Y = Y[:, cols]
-        C = self._C if cols is None else self._C[:, cols]
-        y_mean = self._y_mean if cols is None else self._y_mean[cols]
-        n = Y.shape[0]
-        shrink = self._lam_u / (self._lam_u + alpha)
-        fitted = y_mean + (self._U * shrink) @ C
-        h = 1.0 / n + self._U2 @ shrink
-        return Y - (Y - fitted) / np.maximum(1.0 - h, 1e-12)[:, None]
+        denom = self.lam[:, None] + (alpha if alpha.ndim == 0 else alpha[None, :])
+        return self.vec @ (self.B / denom)
 
 
-def _solve_ridge(Xs: np.ndarray, Yc: np.ndarray, alpha: np.ndarray | float) -> np.ndarray:
-    """(p, t) ridge weights on centred features for fixed alpha(s), by Cholesky."""
+def _loo_predictions(U2: np.ndarray, U: np.ndarray, lam: np.ndarray, C: np.ndarray,
+                     Y: np.ndarray, y_mean: np.ndarray, alpha: float) -> np.ndarray:
+    """Exact leave-one-out predictions (intercept refitted) for one alpha, from the
+    left singular vectors ``U`` of the centred features and ``C = U^T (Y - mean)``."""
+    n = Y.shape[0]
+    shrink = lam / (lam + alpha)
+    fitted = y_mean + (U * shrink) @ C
+    h = 1.0 / n + U2 @ shrink
+    return Y - (Y - fitted) / np.maximum(1.0 - h, 1e-12)[:, None]
+
+
+def _cholesky_ridge(gram: np.ndarray, rhs: np.ndarray, alpha: np.ndarray | float) -> np.ndarray:
+    """Solve (gram + alpha I) w = rhs for fixed alpha(s) (one per column), by Cholesky."""
     import scipy.linalg as sl
 
-    n, p = Xs.shape
-    primal = p <= n
-    gram = Xs.T @ Xs if primal else Xs @ Xs.T
-    rhs = Xs.T @ Yc if primal else Yc
-    alphas = np.broadcast_to(np.asarray(alpha, dtype=np.float64), (Yc.shape[1],))
+    alphas = np.broadcast_to(np.asarray(alpha, dtype=np.float64), (rhs.shape[1],))
     sol = np.empty_like(rhs)
     diag = np.arange(len(gram))
     for a in np.unique(alphas):
@@ -104,7 +82,7 @@ def _solve_ridge(Xs: np.ndarray, Yc: np.ndarray, alpha: np.ndarray | float) -> n
         g[diag, diag] += a
         sol[:, cols] = sl.cho_solve(sl.cho_factor(g, check_finite=False), rhs[:, cols],
                                     check_finite=False)
-    return sol if primal else Xs.T @ sol
+    return sol
 
 
 def _standardise(X: np.ndarray, scale: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -137,6 +115,10 @@ class RidgeDecoder(RegressorMixin, BaseEstimator):
         grouped by the ``groups`` passed to :meth:`fit`, e.g. stimulus ids, so that
         repetitions of a stimulus never straddle a fold). ``None``: exact
         leave-one-out (what :class:`sklearn.linear_model.RidgeCV` computes efficiently).
+        Features are standardised once with all training rows; each fold centres its own
+        rows (intercept) and shares one eigendecomposition across all alphas, which gives
+        the same choice as ``GridSearchCV(Ridge(), {"alpha": alphas}, cv=KFold(...))`` on
+        the standardised features at a fraction of the cost.
     standardize_X : bool
         Z-score each feature with training statistics before the ridge.
     restandardize : bool | "batch"
@@ -273,22 +255,28 @@ class RidgeDecoder(RegressorMixin, BaseEstimator):
                 raise ValueError("'groups' needs K-fold CV: set cv to an int, not None.")
         alphas = self._alphas
         Xs, x_mean, x_scale = _standardise(X, self.standardize_X)
+        y_mean = Y2.mean(axis=0)
+        Yc = Y2 - y_mean
+        # primal (p x p) or dual (n x n): whichever is smaller for the folds' training rows
+        n_fit = n - 1 if self.cv is None else n - int(np.ceil(n / int(self.cv)))
+        primal = Xs.shape[1] <= n_fit
+        gram = Xs.T @ Xs if primal else Xs @ Xs.T  # centred: Xs has zero column means
         if self.cv is None:
-            errors, oof_for = self._loo(Xs, Y2, alphas)
+            errors, oof_for, full = self._loo(Xs, Y2, Yc, gram, primal, alphas)
         else:
-            errors, oof_for = self._kfold(X, Y2, alphas, groups)
+            errors, oof_for = self._kfold(Xs, Y2, gram, primal, alphas, groups)
+            full = None
         if self.per_target_alpha:
-            best = np.argmin(errors, axis=0)
-            alpha = alphas[best]
+            alpha = alphas[np.argmin(errors, axis=0)]
         else:
             alpha = float(alphas[int(np.argmin(errors.mean(axis=1)))])
         oof = oof_for(alpha)
-        y_mean = Y2.mean(axis=0)
-        if self.cv is None:  # the full-data decomposition is already there
-            W = self._loo_model.coef(alpha)  # (p, t) on standardised features
-            del self._loo_model
+        if full is not None:  # leave-one-out already decomposed the full data
+            W = full.weights(alpha)
         else:
-            W = _solve_ridge(Xs, Y2 - y_mean, alpha)
+            W = _cholesky_ridge(gram, Xs.T @ Yc if primal else Yc, alpha)
+        if not primal:
+            W = Xs.T @ W  # dual coefficients -> weights on the standardised features
         coef = W / x_scale[:, None]
         intercept = y_mean - x_mean @ coef
         self.alpha_ = alpha
@@ -300,43 +288,62 @@ class RidgeDecoder(RegressorMixin, BaseEstimator):
         self.pred_mean_, self.pred_scale_ = oof.mean(axis=0), _scale_or_one(oof.std(axis=0))
         self._one_d = one_d
 
-    def _loo(self, Xs: np.ndarray, Y: np.ndarray, alphas: np.ndarray):
-        model = _EigenRidge(Xs, Y - Y.mean(axis=0))
-        self._loo_model = model
-        errors = np.stack([((Y - model.loo_predictions(Y, a)) ** 2).mean(axis=0)
-                           for a in alphas])
+    def _loo(self, Xs, Y, Yc, gram, primal, alphas):
+        full = _EigenRidge(gram, Xs.T @ Yc if primal else Yc, primal)
+        if primal:
+            keep = full.lam > full.lam.max(initial=0.0) * 1e-12
+            U = (Xs @ full.vec[:, keep]) / np.sqrt(full.lam[keep])
+            lam = full.lam[keep]
+        else:
+            U, lam = full.vec, full.lam
+        U2 = U**2
+        C = U.T @ Yc
+        y_mean = Y.mean(axis=0)
+        errors = np.stack([
+            ((Y - _loo_predictions(U2, U, lam, C, Y, y_mean, a)) ** 2).mean(axis=0)
+            for a in alphas
+        ])
 
         def oof_for(alpha):
             alpha = np.atleast_1d(alpha)
-            if alpha.size == 1:
-                return model.loo_predictions(Y, float(alpha[0]))
             out = np.empty_like(Y)
             for a in np.unique(alpha):
-                cols = alpha == a
-                out[:, cols] = model.loo_predictions(Y, float(a), cols)
+                cols = alpha == a if alpha.size > 1 else slice(None)
+                out[:, cols] = _loo_predictions(U2, U, lam, C[:, cols], Y[:, cols],
+                                                y_mean[cols], float(a))
             return out
 
-        return errors, oof_for
+        return errors, oof_for, full
 
-    def _kfold(self, X: np.ndarray, Y: np.ndarray, alphas: np.ndarray, groups: Any):
+    def _kfold(self, Xs, Y, gram, primal, alphas, groups):
         if groups is not None:
             n_groups = len(np.unique(groups))
             if n_groups < self.cv:
                 raise ValueError(f"cv={self.cv} folds need at least {self.cv} groups, got "
                                  f"{n_groups}.")
             splitter = GroupKFold(self.cv, shuffle=True, random_state=self.random_state)
-            folds = list(splitter.split(X, Y, groups))
+            folds = list(splitter.split(Xs, Y, groups))
         else:
-            folds = list(KFold(self.cv, shuffle=True, random_state=self.random_state).split(X))
+            folds = list(KFold(self.cv, shuffle=True, random_state=self.random_state).split(Xs))
         sse = np.zeros((len(alphas), Y.shape[1]))
         cached = []
         for train, val in folds:
-            Xs_tr, m, s = _standardise(X[train], self.standardize_X)
             y_mean = Y[train].mean(axis=0)
-            model = _EigenRidge(Xs_tr, Y[train] - y_mean)
-            Z = model.basis((X[val] - m) / s)
-            for i, a in enumerate(alphas):
-                sse[i] += ((Y[val] - y_mean - model.predict(Z, a)) ** 2).sum(axis=0)
+            Yc = Y[train] - y_mean
+            if primal:  # fold Gram from the full one: X^T X minus the validation rows
+                m = Xs[train].mean(axis=0)
+                g = gram - Xs[val].T @ Xs[val] - len(train) * np.outer(m, m)
+                model = _EigenRidge(g, Xs[train].T @ Yc, primal=True)
+                Z = model.basis(Xs[val] - m)
+            else:  # fold kernels are blocks of the full kernel, centred per fold
+                k_tt = gram[np.ix_(train, train)]
+                a = k_tt.mean(axis=1)
+                c = a.mean()
+                model = _EigenRidge(k_tt - a[:, None] - a[None, :] + c, Yc, primal=False)
+                k_vt = gram[np.ix_(val, train)]
+                Z = model.basis(k_vt - k_vt.mean(axis=1, keepdims=True) - a[None, :] + c)
+            for i, alpha in enumerate(alphas):
+                sse[i] += ((Y[val] - y_mean - model.predict(Z, alpha)) ** 2).sum(axis=0)
             cached.append((val, Z, model, y_mean))
 
         def oof_for(alpha):
