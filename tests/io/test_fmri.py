@@ -420,3 +420,14 @@ def test_confounds_match_nilearn(run0):
     assert not np.allclose(without.data, ts.data)
     with pytest.raises(ValueError, match="one row per scan"):
         load_fmri(img, ev, confounds=conf.iloc[:-3])
+
+
+def test_load_betas_with_masker(nsd_like):
+    from nilearn.maskers import NiftiMasker
+
+    _, paths, _, mask, trials = nsd_like
+    a = load_betas(paths, trials, mask=mask)
+    binary = nib.Nifti1Image((mask.get_fdata() > 0).astype(np.uint8), mask.affine)
+    b = load_betas(paths, trials, mask=NiftiMasker(mask_img=binary, standardize=None))
+    np.testing.assert_array_equal(a.data, b.data)
+    assert a.info.same_space(b.info)
