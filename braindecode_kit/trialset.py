@@ -554,8 +554,10 @@ class TrialSet:
 
     @property
     def stimulus_ids(self) -> list[str]:
-        """The distinct stimulus ids, in order of first appearance."""
-        return [str(s) for s in pd.unique(self._trials["stimulus_id"])]
+        """The stimulus id of each trial (length n_trials, aligned with ``data`` rows), so
+        ``targets.loc(ts.stimulus_ids)`` lines targets up with trials. Distinct ids:
+        ``list(dict.fromkeys(ts.stimulus_ids))``."""
+        return [str(s) for s in self._trials["stimulus_id"]]
 
     def _need_sensors(self, name: str) -> None:
         if self._modality == "fmri":
@@ -762,7 +764,7 @@ class TrialSet:
             )
         for v in set(mapping.values()):
             check_option("split", v, SPLITS)
-        missing = [s for s in self.stimulus_ids if s not in mapping]
+        missing = [s for s in dict.fromkeys(self.stimulus_ids) if s not in mapping]
         if missing:
             raise ValueError(
                 f"'splits' has no entry for {len(missing)} stimulus id(s) of this TrialSet, "
