@@ -88,31 +88,28 @@ def identification_oracle(
     if d.shape != (V,) or np.any(d <= 0):
         raise ValueError(f"'noise_diag' must be {V} positive variances, got shape {d.shape}.")
     L = np.zeros((V, 0)) if loadings is None else np.asarray(loadings, np.float64)
+    if L.ndim != 2 or L.shape[0] != V:
+        raise ValueError(f"'loadings' must have shape ({V}, K), but got {L.shape}.")
     rng = np.random.default_rng(seed)
+    # whiten: Sigma = D^1/2 (I + Lw Lw^T) D^1/2, and (I + U S^2 U^T)^-1/2 = I - U c U^T with
+    # c = 1 - (1 + S^2)^-1/2 (U, S: thin SVD of Lw); then the noise is N(0, I / n_reps)
     isd = 1.0 / np.sqrt(d)
-    mu = means * isd  # whitened by the diagonal part
-    Lw = L * isd[:, None]
-    K = Lw.shape[1]
-    if K:
-        C = np.eye(K) + Lw.T @ Lw
-        evals, evecs = np.linalg.eigh(C)
-        M = Lw @ (evecs / np.sqrt(evals)) @ evecs.T  # Sigma_w^-1 = I - M M^T
-    else:
-        M = np.zeros((V, 0))
-    q_all = mu @ M
-    mu_sq = (mu**2).sum(1) - (q_all**2).sum(1)
+    mu = means * isd
+    if L.shape[1]:
+        U, S, _ = np.linalg.svd(L * isd[:, None], full_matrices=False)
+        mu = mu - ((mu @ U) * (1.0 - 1.0 / np.sqrt(1.0 + S**2))) @ U.T
+    # only the noise within the span of the means changes which candidate is nearest (the
+    # orthogonal part adds the same to every distance): work in an orthonormal basis of it
+    Q, _ = np.linalg.qr(mu.T)
+    coords = mu @ Q  # (n, r), r <= min(n, V)
+    sq = (coords**2).sum(1)
     draws = []
     scale = 1.0 / np.sqrt(n_reps)
     for _ in range(int(n_draws)):
         idx = rng.choice(n, size=n_candidates, replace=False)
-        m = mu[idx]
-        noise = rng.standard_normal((n_candidates, V))
-        if K:
-            noise += rng.standard_normal((n_candidates, K)) @ Lw.T
-        y = m + scale * noise
-        p = y @ M
-        # d_ij = ||y_i - m_j||^2 - ||M^T (y_i - m_j)||^2, dropping terms constant in j
-        score = -2.0 * (y @ m.T) + 2.0 * (p @ q_all[idx].T) + mu_sq[idx][None, :]
+        m = coords[idx]
+        y = m + scale * rng.standard_normal(m.shape)
+        score = -2.0 * (y @ m.T) + sq[idx][None, :]  # ||y - m_j||^2 minus a constant in j
         draws.append(float(np.mean(np.argmin(score, axis=1) == np.arange(n_candidates))))
     draws_a = np.asarray(draws)
     top1 = float(draws_a.mean())
