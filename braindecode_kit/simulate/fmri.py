@@ -71,6 +71,7 @@ from .._logging import logger, progress, verbose
 from .._utils import atomic_dir, hash_jsonable
 from . import encoding as enc
 from .noise import (
+    N_FACTORS,
     NSD_MEDIAN_NCSNR,
     cosine_drift,
     gls_variance_factor,
@@ -777,7 +778,7 @@ def _simulate_subject(root: Path, label: str, s: int, seed: int, snr: float, tr:
     rows = np.array([pos_used[int(i)] for i in sub_idx])
     s_maps, s_lat = maps[rows], latent[rows]
     f_ref = model.calibrate(s_maps, s_lat)
-    fields = enc.smooth_field(anat.mask, anat.ijk, 6, rng, sigma=2.0)
+    fields = enc.smooth_field(anat.mask, anat.ijk, 2 + N_FACTORS, rng, sigma=2.0)
     noise = make_noise_model(anat.roi, fields, rng, glm_factor_fn=glm_factor_fn,
                              glm_fraction=glm_fraction)
     target = target_ncsnr(anat.roi, snr, rng)

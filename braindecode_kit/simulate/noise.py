@@ -4,9 +4,9 @@ Noise enters at two levels, as in real data:
 
 Trial level (in the response amplitude)
     Each trial's response is the noise-free response to its image plus trial-to-trial
-    variability: an independent part per voxel and a part shared across voxels through a
-    few spatially smooth factors (noise correlations between voxels, which GLMdenoise was
-    made to remove: Kay et al. 2013, Front. Neurosci.).
+    variability: an independent part per voxel and a part (35 %) shared across voxels
+    through 12 spatially smooth factors (noise correlations between voxels, of the kind
+    GLMdenoise was made to remove with 5-15 components: Kay et al. 2013, Front. Neurosci.).
 Time-series level (in the BOLD signal)
     AR(1) noise per voxel (coefficient 0.15-0.45 at TR 1.5 s; Purdon & Weisskoff 1998;
     Woolrich et al. 2001), slow drift (a random low-order cosine basis, periods >= 128 s,
@@ -39,6 +39,10 @@ __all__ = ["NoiseModel", "make_noise_model", "gls_variance_factor", "cosine_drif
 
 #: Median target ncsnr of responsive voxels when ``snr=None`` (NSD nsdgeneral).
 NSD_MEDIAN_NCSNR = 0.3
+#: Share of the trial-level noise variance carried by shared, spatially smooth factors.
+SHARED_FRACTION = 0.35
+#: Number of shared noise factors (GLMdenoise typically removes 5-15 noise components).
+N_FACTORS = 12
 
 
 def cosine_drift(frame_times: np.ndarray, high_pass: float = 1.0 / 128) -> np.ndarray:
@@ -141,8 +145,8 @@ def make_noise_model(
     *,
     glm_factor_fn,
     glm_fraction: float = 0.1,
-    shared_fraction: float = 0.25,
-    n_factors: int = 4,
+    shared_fraction: float = SHARED_FRACTION,
+    n_factors: int = N_FACTORS,
 ) -> NoiseModel:
     """Draw one subject's noise model.
 
