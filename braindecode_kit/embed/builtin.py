@@ -1,0 +1,404 @@
+"""The built-in CLIP: open_clip's own ``CLIP`` class, small, trained on the built-in world.
+
+No model hub is reachable where this package runs, so it ships a CLIP of its own:
+open_clip's ``CLIP`` with a ModifiedResNet image tower and a text transformer, a small
+config registered in open_clip's model registry under the name ``builtin_clip``
+(``data/builtin_clip.json``), and a word-level tokenizer over the world's vocabulary
+(``data/builtin_clip_vocab.json``; the world's captions use ~50 words, so open_clip's
+49k-token BPE table would be 95% of the weights for nothing). The weights are
+``data/builtin_clip.safetensors``; ``data/builtin_clip_card.json`` records the recipe,
+the seeds and the held-out figures measured after training.
+
+It is trained contrastively (open_clip's ``ClipLoss``) on world images drawn with seeds
+``>= TRAINING_SEED_START`` (10000); evaluation worlds use seeds below that, so no
+evaluation image is ever a training image. Retrain with
+``braindecode-kit train-builtin clip --out data/``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._logging import logger, progress, verbose
+from .._utils import PathLike, atomic_path, write_json_atomic
+
+MODEL_NAME = "builtin_clip"
+CONFIG_FILE = "builtin_clip.json"
+VOCAB_FILE = "builtin_clip_vocab.json"
+WEIGHTS_FILE = "builtin_clip.safetensors"
+CARD_FILE = "builtin_clip_card.json"
+
+#: open_clip model config of the built-in CLIP (registered as ``builtin_clip``).
+BUILTIN_CLIP_CONFIG: dict[str, Any] = {
+    "embed_dim": 128,
+    "vision_cfg": {"image_size": 64, "layers": [1, 1, 1, 1], "width": 32, "head_width": 32},
+    "text_cfg": {"context_length": 32, "vocab_size": 64, "width": 128, "heads": 4, "layers": 3},
+}
+
+#: Image normalisation of the built-in CLIP (statistics of the world's pixels).
+WORLD_MEAN = (0.5, 0.5, 0.5)
+WORLD_STD = (0.25, 0.25, 0.25)
+
+_WORD = re.compile(r"[a-z]+(?:-[a-z]+)*")
+
+
+class WorldTokenizer:
+    """A word-level tokenizer with open_clip's calling convention.
+
+    ``tokenizer(texts) -> LongTensor (n, context_length)``: ``<start>`` words ``<end>``
+    then padding with 0. ``<end>`` has the largest id, as open_clip's text tower pools
+    the features at the arg-max token. Unknown words map to ``<unk>``.
+
+    Parameters
+    ----------
+    words : list of str
+        The vocabulary (ids 3.. in this order).
+    context_length : int
+        Tokens per text, ``<start>`` and ``<end>`` included.
+    """
+
+    PAD, SOT, UNK = 0, 1, 2
+
+    def __init__(self, words: list[str], context_length: int = 32) -> None:
+        self.words = list(words)
+        self.context_length = context_length
+        self.index = {w: i + 3 for i, w in enumerate(self.words)}
+        self.eot = len(self.words) + 3
+        self.vocab_size = self.eot + 1
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of one text (without start/end)."""
+        return [self.index.get(w, self.UNK) for w in _WORD.findall(text.lower())]
+
+    def __call__(self, texts: str | list[str], context_length: int | None = None):
+        import torch
+
+        if isinstance(texts, str):
+            texts = [texts]
+        length = context_length or self.context_length
+        out = torch.zeros(len(texts), length, dtype=torch.long)
+        for i, text in enumerate(texts):
+            ids = [self.SOT] + self.encode(text)[: length - 2] + [self.eot]
+            out[i, : len(ids)] = torch.tensor(ids)
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {"words": self.words, "context_length": self.context_length}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> WorldTokenizer:
+        return cls(d["words"], d["context_length"])
+
+
+def world_vocabulary() -> list[str]:
+    """Every word the world's caption grammar and zero-shot prompts can produce."""
+    from ..simulate import make_world
+    from ..simulate.world import COLOURS, SHAPES
+
+    words: set[str] = set()
+    world = make_world(3000, seed=TRAINING_SEED_START_DEFAULT())
+    for sid in world.ids:
+        for c in world.captions(sid):
+            words.update(_WORD.findall(c.lower()))
+    for w in list(SHAPES) + list(COLOURS) + ["a", "photo", "of", "shape", "object", "coloured"]:
+        words.update(_WORD.findall(w))
+    return sorted(words)
+
+
+def TRAINING_SEED_START_DEFAULT() -> int:  # noqa: N802  (mirrors the world's constant)
+    from ..simulate.world import TRAINING_SEED_START
+
+    return TRAINING_SEED_START
+
+
+def register_config(config: dict[str, Any] | None = None, directory: PathLike | None = None) -> str:
+    """Register the built-in CLIP's config in open_clip's model registry; returns its name.
+
+    The shipped ``data/builtin_clip.json`` is used unless ``directory`` holds another one.
+    """
+    import open_clip
+
+    from .._resources import data_dir
+
+    if config is not None:
+        open_clip.factory._MODEL_CONFIGS[MODEL_NAME] = config  # same as add_model_config
+        return MODEL_NAME
+    path = Path(directory or data_dir()) / CONFIG_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"The built-in CLIP config {path} is missing.")
+    open_clip.add_model_config(path)
+    return MODEL_NAME
+
+
+def builtin_transform():
+    """Image preprocessing of the built-in CLIP (PIL image -> normalised tensor)."""
+    from torchvision import transforms
+
+    size = BUILTIN_CLIP_CONFIG["vision_cfg"]["image_size"]
+    return transforms.Compose([
+        transforms.Lambda(lambda im: im.convert("RGB")),
+        transforms.Resize(size, interpolation=transforms.InterpolationMode.BICUBIC),
+        transforms.CenterCrop(size),
+        transforms.ToTensor(),
+        transforms.Normalize(WORLD_MEAN, WORLD_STD),
+    ])
+
+
+def create_builtin_clip(directory: PathLike | None = None, pretrained: bool = True):
+    """The built-in CLIP as ``(model, preprocess, tokenizer)``, on the CPU in float32.
+
+    Parameters
+    ----------
+    directory : path or None
+        Where the config, vocabulary and weights are (default: the shipped ``data/``).
+    pretrained : bool
+        Load the weights (False: a randomly initialised model of the same architecture).
+
+    Raises
+    ------
+    ValueError
+        If the weights file is not a safetensors file.
+    """
+    import open_clip
+    from safetensors.torch import load_file
+
+    from .._resources import data_dir
+
+    directory = Path(directory or data_dir())
+    cfg = json.loads((directory / CONFIG_FILE).read_text())
+    vocab = WorldTokenizer.from_json(json.loads((directory / VOCAB_FILE).read_text()))
+    model = open_clip.model.CLIP(**cfg)
+    if pretrained:
+        weights = directory / WEIGHTS_FILE
+        check_safetensors(weights)
+        model.load_state_dict({k: v.float() for k, v in load_file(weights).items()})
+    model.eval()
+    return model, builtin_transform(), vocab
+
+
+def check_safetensors(path: PathLike) -> None:
+    """Refuse a checkpoint that is not a safetensors file (nothing is unpickled)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Checkpoint not found: {path}")
+    with open(path, "rb") as f:
+        head = f.read(8)
+        n = int.from_bytes(head, "little") if len(head) == 8 else -1
+        ok = 0 < n < 100_000_000 and f.read(1) == b"{"
+    if not ok:
+        raise ValueError(
+            f"Expected a safetensors checkpoint, but {path} is not one (its first bytes are "
+            f"{head[:8]!r}); pickled checkpoints are refused. Convert it with "
+            "safetensors.torch.save_file."
+        )
+
+
+# --------------------------------------------------------------------------- zero-shot
+def class_text_features(model, tokenizer, attribute: str, classes: list[str],
+                        others: list[str]) -> np.ndarray:
+    """Prompt-ensembled text embeddings of ``classes`` of ``attribute`` ("shape" or
+    "colour"): the mean over prompts naming every value of the other attribute."""
+    import torch
+
+    feats = []
+    with torch.no_grad():
+        for c in classes:
+            # "a <colour> <shape>": the class fills its slot, the other attribute varies
+            prompts = [f"a {o} {c}" if attribute == "shape" else f"a {c} {o}" for o in others]
+            t = model.encode_text(tokenizer(prompts), normalize=True).mean(0)
+            feats.append((t / t.norm()).numpy())
+    return np.stack(feats)
+
+
+def zero_shot_accuracy(model, tokenizer, image_features: np.ndarray, attributes,
+                       attribute: str) -> tuple[float, np.ndarray]:
+    """Accuracy of zero-shot classification of the largest object's shape or colour."""
+    from ..simulate.world import COLOURS, SHAPES
+
+    shapes, colours = list(SHAPES), list(COLOURS)
+    classes, others = (shapes, colours) if attribute == "shape" else (colours, shapes)
+    T = class_text_features(model, tokenizer, attribute, classes, others)
+    pred = np.array(classes)[np.argmax(image_features @ T.T, axis=1)]
+    truth = attributes[attribute].to_numpy()
+    return float(np.mean(pred == truth)), pred
+
+
+# --------------------------------------------------------------------------- training
+def _render(world) -> np.ndarray:
+    return np.stack([np.asarray(world.load_image(i), dtype=np.uint8) for i in world.ids])
+
+
+def _to_tensor(images: np.ndarray):
+    import torch
+
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0)
+    mean = torch.tensor(WORLD_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(WORLD_STD).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+@verbose
+def train_builtin_clip(
+    out_dir: PathLike,
+    *,
+    steps: int = 4000,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    weight_decay: float = 0.1,
+    n_images: int = 40_000,
+    seed: int = 0,
+    eval_every: int = 500,
+    threads: int | None = None,
+    verbose: bool | str | int | None = None,
+) -> dict[str, Any]:
+    """Train the built-in CLIP on the built-in world and write its files into ``out_dir``.
+
+    Writes ``builtin_clip.json`` (open_clip config), ``builtin_clip_vocab.json``,
+    ``builtin_clip.safetensors`` (float16 weights) and ``builtin_clip_card.json`` (recipe,
+    seeds, held-out figures). A killed run resumes from ``out_dir/.builtin_clip_ckpt``.
+
+    Parameters
+    ----------
+    out_dir : path
+        Output folder (``data/`` of the repository to update the shipped model).
+    steps : int
+        Optimisation steps (AdamW, one-cycle learning rate).
+    batch_size : int
+        Image-caption pairs per step.
+    lr, weight_decay : float
+        Peak learning rate and AdamW weight decay (not on gains, biases, embeddings).
+    n_images : int
+        Training world size (seed ``TRAINING_SEED_START + seed``).
+    seed : int
+        Seeds the training world, the initialisation and the batches.
+    eval_every : int
+        Steps between held-out checks (world seed ``TRAINING_SEED_START + 9999``).
+    threads : int or None
+        torch threads (None: leave as is).
+    verbose : bool | str | int | None
+        Log level for this call.
+
+    Returns
+    -------
+    dict
+        The model card written to ``builtin_clip_card.json``.
+    """
+    import open_clip
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from ..simulate import make_world
+    from ..simulate.world import TRAINING_SEED_START
+
+    if threads:
+        torch.set_num_threads(threads)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    vocab = WorldTokenizer(world_vocabulary(), BUILTIN_CLIP_CONFIG["text_cfg"]["context_length"])
+    cfg = json.loads(json.dumps(BUILTIN_CLIP_CONFIG))
+    cfg["text_cfg"]["vocab_size"] = vocab.vocab_size
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    model = open_clip.model.CLIP(**cfg)
+    n_params = sum(p.numel() for p in model.parameters())
+    logger.info("built-in CLIP: %d parameters", n_params)
+
+    world = make_world(n_images, seed=TRAINING_SEED_START + seed)
+    images = _render(world)
+    captions = [world.captions(i) for i in world.ids]
+    tokens = [vocab(c) for c in captions]
+    val_world = make_world(1000, seed=TRAINING_SEED_START + 9999)
+    val_x = _to_tensor(_render(val_world))
+
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.98))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
+    loss_fn = open_clip.loss.ClipLoss()
+
+    ckpt = out_dir / ".builtin_clip_ckpt"
+    start = 0
+    if (ckpt / "state.json").exists():
+        state = json.loads((ckpt / "state.json").read_text())
+        if state.get("config") == cfg and state.get("seed") == seed and state.get("steps") == steps:
+            model.load_state_dict(load_file(ckpt / "model.safetensors"))
+            for _ in range(state["step"]):
+                sched.step()
+            rng = np.random.default_rng([seed, state["step"]])
+            torch.manual_seed(seed + state["step"])
+            start = state["step"]
+            logger.info("resuming built-in CLIP training at step %d", start)
+
+    def evaluate() -> dict[str, float]:
+        model.eval()
+        with torch.no_grad():
+            f = torch.cat([model.encode_image(val_x[i:i + 500], normalize=True)
+                           for i in range(0, len(val_x), 500)]).numpy()
+        shape, _ = zero_shot_accuracy(model, vocab, f, val_world.attributes, "shape")
+        colour, _ = zero_shot_accuracy(model, vocab, f, val_world.attributes, "colour")
+        model.train()
+        return {"zero_shot_shape": shape, "zero_shot_colour": colour}
+
+    model.train()
+    history = []
+    bar = progress(range(start, steps), total=steps, initial=start, desc="built-in CLIP")
+    for step in bar:
+        idx = rng.choice(len(images), size=batch_size, replace=False)
+        x = _to_tensor(images[idx])
+        t = torch.stack([tokens[i][rng.integers(len(tokens[i]))] for i in idx])
+        img_f = model.encode_image(x, normalize=True)
+        txt_f = model.encode_text(t, normalize=True)
+        loss = loss_fn(img_f, txt_f, model.logit_scale.exp())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        with torch.no_grad():
+            model.logit_scale.clamp_(0, math.log(100))
+        if (step + 1) % eval_every == 0 or step + 1 == steps:
+            ev = evaluate()
+            history.append({"step": step + 1, "loss": float(loss), **ev})
+            logger.info("step %d loss %.3f shape %.3f colour %.3f", step + 1, float(loss),
+                        ev["zero_shot_shape"], ev["zero_shot_colour"])
+            ckpt.mkdir(exist_ok=True)
+            with atomic_path(ckpt / "model.safetensors") as tmp:
+                save_file(model.state_dict(), str(tmp))
+            write_json_atomic(ckpt / "state.json", {"step": step + 1, "config": cfg,
+                                                    "seed": seed, "steps": steps})
+    model.eval()
+    final = evaluate()
+    state = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(out_dir / WEIGHTS_FILE) as tmp:
+        save_file(state, str(tmp), metadata={"format": "pt", "model": MODEL_NAME})
+    write_json_atomic(out_dir / CONFIG_FILE, cfg)
+    write_json_atomic(out_dir / VOCAB_FILE, vocab.to_json())
+    card = {
+        "model": MODEL_NAME,
+        "architecture": "open_clip.model.CLIP (ModifiedResNet image tower, text transformer)",
+        "parameters": n_params,
+        "recipe": {"steps": steps, "batch_size": batch_size, "lr": lr,
+                   "weight_decay": weight_decay, "optimizer": "AdamW(0.9, 0.98) + OneCycle",
+                   "loss": "open_clip.loss.ClipLoss", "n_images": n_images,
+                   "train_world_seed": TRAINING_SEED_START + seed,
+                   "val_world_seed": TRAINING_SEED_START + 9999, "seed": seed,
+                   "captions": "one of each image's grammar captions, drawn per step"},
+        "validation": final,
+        "history": history,
+        "train_seconds": round(time.perf_counter() - t_start, 1),
+        "command": f"braindecode-kit train-builtin clip --out {out_dir} --steps {steps} --seed {seed}",
+    }
+    write_json_atomic(out_dir / CARD_FILE, card)
+    import shutil
+
+    shutil.rmtree(ckpt, ignore_errors=True)
+    return card
