@@ -785,6 +785,9 @@ def fit(
         val = _prepare(vsets, val_targets, "valsets")
         _check_against_decoder(decoder, val, "valsets")
 
+    from accelerate.state import AcceleratorState
+
+    owns_state = not AcceleratorState._shared_state  # a caller's Accelerator is left alone
     accelerator = _make_accelerator(config)
     main = accelerator.is_main_process
     heads = [h for h in decoder.head_names if h in prep.tables]
@@ -947,7 +950,7 @@ def fit(
                      "train_config": config.to_dict()})
         decoder.save_pretrained(out_path / "model")
     accelerator.wait_for_everyone()
-    _release(accelerator)
+    _release(accelerator, owns_state)
     return result
 
 
@@ -983,10 +986,10 @@ def _load_checkpoint(path: Path, fingerprint: str, decoder: BrainDecoder, loss_f
         state.get("stopped_early", False)), list(state["history"]), best
 
 
-def _release(accelerator) -> None:
+def _release(accelerator, owns_state: bool) -> None:
     """Let a later fit() in this process build an Accelerator with other settings."""
     accelerator.free_memory()
-    if accelerator.num_processes == 1:
+    if owns_state and accelerator.num_processes == 1:
         from accelerate.state import AcceleratorState, GradientState
 
         AcceleratorState._reset_state(reset_partial_state=False)
