@@ -252,3 +252,25 @@ def test_learning_curve_by_stimulus(problem):
     assert ((df["ci_low"] <= df["top1"]) & (df["top1"] <= df["ci_high"])).all()
     with pytest.raises(ValueError, match="fractions"):
         learning_curve(base, tr, targets, fractions=(0.0,), testset=te)
+
+
+def test_fit_and_predict_with_trialsets_and_dataframe_targets(problem):
+    pd = pytest.importorskip("pandas")
+    trialset = pytest.importorskip("braindecode_kit.trialset")
+    subs, targets = problem
+
+    def ts(name, part):
+        X, ids = subs[name][f"X_{part}"], subs[name][f"ids_{part}"]
+        trials = pd.DataFrame({"subject": name, "session": 1, "run": 1,
+                               "onset": np.arange(len(ids), dtype=float),
+                               "stimulus_id": ids, "repetition": 0, "split": part})
+        trials.index = [f"{name}-{part}-{i}" for i in range(len(ids))]
+        return trialset.TrialSet(X, trials, "fmri", name)
+
+    frame = pd.DataFrame.from_dict(targets, orient="index")
+    names = ["sub-01", "sub-02"]
+    dec = _decoder(subs, names)
+    res = fit(dec, [ts(n, "train") for n in names], frame, TrainConfig(**FAST),
+              valsets=[ts(n, "test") for n in names])
+    assert res.best_val_top1 is not None
+    assert dec.predict(ts("sub-02", "test")).shape == (60, 16)
