@@ -402,3 +402,56 @@ def train_builtin_clip(
 
     shutil.rmtree(ckpt, ignore_errors=True)
     return card
+
+
+def write_builtin_files(directory: PathLike, model=None, *, seed: int = 0,
+                        vocabulary: list[str] | None = None) -> Path:
+    """Write a built-in CLIP's files (config, vocabulary, safetensors weights) into a folder.
+
+    The files are laid out as :func:`train_builtin_clip` writes them, so
+    :func:`create_builtin_clip` (and ``Embedder("builtin", pretrained=directory)``) reads
+    them. Used to ship trained weights and, in tests, to make a randomly initialised
+    built-in CLIP without training.
+
+    Parameters
+    ----------
+    directory : path
+        The folder to write into (created if needed).
+    model : open_clip.model.CLIP | None
+        The model whose weights are written; ``None`` initialises one at random with
+        :data:`BUILTIN_CLIP_CONFIG` (seeded by ``seed``).
+    seed : int
+        Seed of the random initialisation (only when ``model`` is None).
+    vocabulary : list of str | None
+        The tokenizer's words; default :func:`world_vocabulary`.
+
+    Returns
+    -------
+    Path
+        ``directory``.
+    """
+    import open_clip
+    import torch
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    words = world_vocabulary() if vocabulary is None else list(vocabulary)
+    vocab = WorldTokenizer(words, BUILTIN_CLIP_CONFIG["text_cfg"]["context_length"])
+    cfg = json.loads(json.dumps(BUILTIN_CLIP_CONFIG))
+    cfg["text_cfg"]["vocab_size"] = vocab.vocab_size
+    if model is None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = open_clip.model.CLIP(**cfg)
+    elif model.token_embedding.num_embeddings != vocab.vocab_size:
+        raise ValueError(
+            f"The model's text vocabulary has {model.token_embedding.num_embeddings} tokens but "
+            f"the tokenizer has {vocab.vocab_size}; pass the vocabulary it was trained with."
+        )
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(directory / WEIGHTS_FILE) as tmp:
+        save_file(state, str(tmp), metadata={"format": "pt", "model": MODEL_NAME})
+    write_json_atomic(directory / CONFIG_FILE, cfg)
+    write_json_atomic(directory / VOCAB_FILE, vocab.to_json())
+    return directory
