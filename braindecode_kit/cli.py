@@ -60,7 +60,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         raise SystemExit(f"braindecode-kit simulate: unknown kind {args.kind!r} (known: fmri)")
     world = make_world(args.images, seed=args.seed)
     sim = simulate_fmri(world, args.out, n_subjects=args.subjects, seed=args.seed,
-                        snr=args.snr, verbose=args.verbose)
+                        snr=args.snr, n_shared_test=args.test_images, n_voxels=args.voxels,
+                        verbose=args.verbose)
     print(sim)
     return 0
 
@@ -122,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--subjects", type=int, default=3, help="number of subjects")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--images", type=int, default=1200, help="size of the stimulus world")
+    p.add_argument("--test-images", type=int, default=300,
+                   help="shared test images, shown 3 times to every subject")
+    p.add_argument("--voxels", type=int, default=2000, help="visual voxels per subject (about)")
     p.add_argument("--snr", type=float, default=None, help="default: NSD-calibrated noise")
     common(p)
     p.set_defaults(func=_cmd_simulate)

@@ -49,3 +49,16 @@ def test_import_is_fast_and_lazy():
             "assert 'mne' not in sys.modules; print(dt)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert float(out.stdout) < 1.0
+
+
+def test_simulate_fmri_command_writes_bids(tmp_path, capsys):
+    import json
+
+    out = tmp_path / "sim"
+    assert main(["simulate", "fmri", "--out", str(out), "--subjects", "2", "--seed", "1",
+                 "--images", "160", "--test-images", "40", "--voxels", "200", "-q"]) == 0
+    desc = json.loads((out / "dataset_description.json").read_text())
+    assert desc["Name"] and desc["BIDSVersion"]
+    for sub in ("01", "02"):
+        assert list((out / f"sub-{sub}").glob("ses-*/func/*_bold.nii*"))
+        assert list((out / f"sub-{sub}").glob("ses-*/func/*_events.tsv"))
