@@ -33,8 +33,11 @@ _FILE_HASHES: dict[tuple[str, int, int], str] = {}
 
 def _file_digest(path: Path) -> str:
     """sha256 of a file, memoised on (path, size, mtime) so a big checkpoint is read once."""
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    real = path.resolve()
+    if real.parent.name == "blobs" and re.fullmatch(r"[0-9a-f]{64}", real.name):
+        return real.name  # a Hugging Face cache blob is named by its content's sha256
+    st = real.stat()
+    key = (str(real), st.st_size, st.st_mtime_ns)
     if key not in _FILE_HASHES:
         _FILE_HASHES[key] = hash_file(path)
     return _FILE_HASHES[key]
@@ -204,8 +207,11 @@ class Embedder:
     def _load_open_clip(self, name: str, pretrained: str | None):
         import open_clip
 
+        from .builtin import check_safetensors
+
+        hub = name.startswith("hf-hub:")
         known = set(open_clip.list_models())
-        if name not in known and not name.startswith(("hf-hub:", "local-dir:")):
+        if name not in known and not hub:
             close = [m for m in sorted(known) if name.lower()[:5] in m.lower()][:8]
             raise ValueError(
                 f"Invalid value for the 'model' parameter: expected \"builtin\" or an open_clip "
@@ -214,12 +220,8 @@ class Embedder:
                 + "; open_clip.list_models() lists them and open_clip.add_model_config "
                 "registers a new one."
             )
-        digest_of_file = None
-        kwargs: dict[str, Any] = {}
-        if pretrained is not None and (Path(pretrained).expanduser().exists()
-                                       or _looks_like_path(pretrained)):
-            from .builtin import check_safetensors
-
+        if pretrained is not None and not hub and (Path(pretrained).expanduser().exists()
+                                                   or _looks_like_path(pretrained)):
             path = Path(pretrained).expanduser()
             if path.is_dir():
                 files = sorted(path.glob("*.safetensors"))
@@ -230,38 +232,67 @@ class Embedder:
                     )
                 path = files[0]
             check_safetensors(path)  # refuses pickles before anything reads them
-            digest_of_file = _file_digest(path)
             model, preprocess, tokenizer = self._create_from_file(name, path)
-            digest = hashlib.sha256(f"{name}\n{digest_of_file}".encode()).hexdigest()
+            digest = hashlib.sha256(f"{name}\n{_file_digest(path)}".encode()).hexdigest()
             return model, preprocess, tokenizer, digest
-        if pretrained is not None and not name.startswith(("hf-hub:", "local-dir:")):
-            tags = open_clip.list_pretrained_tags_by_model(name)
-            if pretrained not in tags:
+
+        weights = None
+        if hub or pretrained is not None:
+            if not hub:
+                tags = open_clip.list_pretrained_tags_by_model(name)
+                if pretrained not in tags:
+                    raise ValueError(
+                        f"Invalid value for the 'pretrained' parameter: {pretrained!r} is neither "
+                        f"a local checkpoint file nor a pretrained tag of {name!r} (its tags: "
+                        f"{tags})."
+                    )
+            # where open_clip will read the weights from (the local Hugging Face cache when
+            # offline); checked to be safetensors before open_clip opens it
+            weights = Path(self._resolve_hub_weights(name, pretrained))
+            try:
+                check_safetensors(weights)
+            except ValueError as err:
                 raise ValueError(
-                    f"Invalid value for the 'pretrained' parameter: {pretrained!r} is neither a "
-                    f"local checkpoint file nor a pretrained tag of {name!r} (its tags: "
-                    f"{tags})."
-                )
-            kwargs["pretrained"] = pretrained
+                    f"The weights of open_clip model {name!r} (pretrained={pretrained!r}) resolve "
+                    f"to {str(weights)!r}, which is not a safetensors file; pickled checkpoints "
+                    "are refused. Convert it with safetensors.torch.save_file and pass its path "
+                    "as 'pretrained'."
+                ) from err
+        kwargs = {} if hub or pretrained is None else {"pretrained": pretrained}
+        model, _, preprocess = open_clip.create_model_and_transforms(name, **kwargs)
+        tokenizer = open_clip.get_tokenizer(name)
+        if weights is None:
+            logger.warning("Embedder(%r, pretrained=None): a randomly initialised model.", name)
+            content = _state_dict_digest(model)
+        else:
+            content = _file_digest(weights)
+        digest = hashlib.sha256(f"{name}\n{content}".encode()).hexdigest()
+        return model, preprocess, tokenizer, digest
+
+    @staticmethod
+    def _resolve_hub_weights(name: str, pretrained: str | None) -> str:
+        """The local file of a tag's (or an ``hf-hub:`` model's) weights, as open_clip finds
+        it; a clear error when it is neither cached nor downloadable."""
+        import open_clip
+        from open_clip import pretrained as oc_pretrained
+
         try:
-            model, _, preprocess = open_clip.create_model_and_transforms(name, **kwargs)
+            if name.startswith("hf-hub:"):
+                return oc_pretrained.download_pretrained_from_hf(name[len("hf-hub:"):])
+            path = oc_pretrained.download_pretrained(
+                open_clip.get_pretrained_cfg(name, pretrained))
+            if not path:
+                raise FileNotFoundError("the tag names no weights file")
+            return path
         except Exception as err:
             offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
-            if pretrained is not None or name.startswith("hf-hub:"):
-                how = ("HF_HUB_OFFLINE is set, so" if offline else "they could not be loaded and")
-                raise RuntimeError(
-                    f"Could not load the weights of open_clip model {name!r} with pretrained="
-                    f"{pretrained!r}: {how} weights cannot be downloaded offline and they are not "
-                    "in the local Hugging Face cache. Pass pretrained=<path of a local "
-                    f".safetensors checkpoint> instead. ({type(err).__name__}: {err})"
-                ) from err
-            raise
-        tokenizer = open_clip.get_tokenizer(name)
-        if pretrained is None:
-            logger.warning("Embedder(%r, pretrained=None): a randomly initialised model.", name)
-        digest = hashlib.sha256(f"{name}\n{pretrained}\n{_state_dict_digest(model)}"
-                                .encode()).hexdigest()
-        return model, preprocess, tokenizer, digest
+            how = "HF_HUB_OFFLINE is set, so" if offline else "they could not be fetched and"
+            raise RuntimeError(
+                f"Could not load the weights of open_clip model {name!r} with pretrained="
+                f"{pretrained!r}: {how} weights cannot be downloaded offline and they are not in "
+                "the local Hugging Face cache. Pass pretrained=<path of a local .safetensors "
+                f"checkpoint> instead. ({type(err).__name__}: {err})"
+            ) from err
 
     @staticmethod
     def _create_from_file(name: str, path: Path):
@@ -290,8 +321,11 @@ class Embedder:
     @cached_property
     def embed_dim(self) -> int:
         """Dimension of the image and text embeddings."""
-        d = getattr(self.clip, "embed_dim", None)
-        if d is None:
+        d = getattr(self.clip, "embed_dim", None) or getattr(self.clip.visual, "output_dim", None)
+        if not d:
+            proj = getattr(self.clip, "text_projection", None)
+            d = proj.shape[-1] if proj is not None and hasattr(proj, "shape") else None
+        if not d:  # any other tower: ask it
             d = self.encode_texts(["a"]).shape[1]
         return int(d)
 
@@ -401,9 +435,7 @@ class Embedder:
                 tok = self.tokenizer(list(texts[s:s + self.batch_size])).to(self.device)
                 f = self.clip.encode_text(tok).float()
                 out.append(torch.nn.functional.normalize(f, dim=-1).cpu().numpy())
-        if not out:
-            return np.zeros((0, int(getattr(self.clip, "embed_dim", 0) or 0)), np.float32)
-        return np.concatenate(out).astype(np.float32, copy=False)
+        return self._stack(out, (self.embed_dim,))
 
     def encode_image_tokens(self, images_or_stimulusset) -> np.ndarray:
         """The image tower's final-layer tokens (not normalised).
