@@ -38,8 +38,8 @@ CARD_FILE = "builtin_clip_card.json"
 #: open_clip model config of the built-in CLIP (registered as ``builtin_clip``).
 BUILTIN_CLIP_CONFIG: dict[str, Any] = {
     "embed_dim": 128,
-    "vision_cfg": {"image_size": 64, "layers": [1, 1, 1, 1], "width": 32, "head_width": 32},
-    "text_cfg": {"context_length": 32, "vocab_size": 64, "width": 128, "heads": 4, "layers": 3},
+    "vision_cfg": {"image_size": 64, "layers": [1, 1, 1, 1], "width": 16, "head_width": 32},
+    "text_cfg": {"context_length": 24, "vocab_size": 64, "width": 128, "heads": 4, "layers": 3},
 }
 
 #: Image normalisation of the built-in CLIP (statistics of the world's pixels).
