@@ -27,3 +27,13 @@ def world():
     from braindecode_kit.simulate import make_world
 
     return make_world(20, seed=1)
+
+
+@pytest.fixture(scope="session")
+def builtin_token_shape():
+    """(tokens, width) of the built-in CLIP's ModifiedResNet tower: layer4's grid
+    (image_size / 32 per side) and its channels (width * 8 * 4 for the bottlenecks)."""
+    from braindecode_kit.embed.builtin import BUILTIN_CLIP_CONFIG
+
+    v = BUILTIN_CLIP_CONFIG["vision_cfg"]
+    return (v["image_size"] // 32) ** 2, v["width"] * 32

@@ -74,14 +74,16 @@ def test_deterministic_and_batch_size_free(tiny_builtin_dir, tiny_embedder, worl
                                   tiny_embedder.encode_images(world))
 
 
-def test_image_tokens_are_the_pooled_feature_map(tiny_embedder, world):
-    """ModifiedResNet: layer4's 2x2 grid as 4 tokens; attention pooling them gives the
-    pooled embedding."""
+def test_image_tokens_are_the_pooled_feature_map(tiny_embedder, world, builtin_token_shape):
+    """ModifiedResNet: layer4's h x w grid as h * w tokens; attention pooling them gives
+    the pooled embedding."""
     import torch
 
+    n_tok, width = builtin_token_shape
+    side = int(round(n_tok ** 0.5))
     tok = tiny_embedder.encode_image_tokens(world.subset(world.ids[:6]))
-    assert tok.shape == (6, 4, 1024) and tok.dtype == np.float32
-    grid = torch.from_numpy(tok).transpose(1, 2).reshape(6, 1024, 2, 2)
+    assert tok.shape == (6, n_tok, width) and tok.dtype == np.float32
+    grid = torch.from_numpy(tok).transpose(1, 2).reshape(6, width, side, side)
     with torch.no_grad():
         pooled = tiny_embedder.clip.visual.attnpool(grid)
     pooled = torch.nn.functional.normalize(pooled, dim=-1).numpy()
