@@ -88,7 +88,7 @@ class ContrastiveDecoder(BaseEstimator):
         n_blocks: int = 2,
         adapter: str = "linear",
         dropout: float = 0.15,
-        adapter_dropout: float = 0.0,
+        adapter_dropout: float = 0.5,
         epochs: int = 30,
         batch_size: int = 64,
         lr: float = 1e-3,

@@ -789,6 +789,14 @@ def fit(
 
     owns_state = not AcceleratorState._shared_state  # a caller's Accelerator is left alone
     accelerator = _make_accelerator(config)
+    try:
+        return _train_loop(accelerator, decoder, prep, val, config, out_dir, resume)
+    finally:
+        _release(accelerator, owns_state)
+
+
+def _train_loop(accelerator, decoder: BrainDecoder, prep: _Prepared, val: _Prepared | None,
+                config: TrainConfig, out_dir: PathLike | None, resume: bool) -> TrainResult:
     main = accelerator.is_main_process
     heads = [h for h in decoder.head_names if h in prep.tables]
     skipped = [h for h in decoder.head_names if h not in prep.tables]
@@ -950,7 +958,6 @@ def fit(
                      "train_config": config.to_dict()})
         decoder.save_pretrained(out_path / "model")
     accelerator.wait_for_everyone()
-    _release(accelerator, owns_state)
     return result
 
 

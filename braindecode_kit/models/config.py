@@ -57,7 +57,8 @@ class DecoderConfig:
     adapter_hidden : int
         Hidden width of the ``"mlp"`` adapter.
     adapter_dropout : float
-        Dropout on the adapter's input features (voxel dropout).
+        Dropout on the adapter's input features (voxel dropout); 0.5 helped on noisy
+        simulated data (single-trial betas), set 0 to match MindEye2 exactly.
     d_shared : int
         Width of the shared space the adapters map into.
     n_blocks : int
@@ -86,7 +87,7 @@ class DecoderConfig:
     adapter: str = "linear"
     adapter_kinds: dict[str, str] = field(default_factory=dict)
     adapter_hidden: int = 512
-    adapter_dropout: float = 0.0
+    adapter_dropout: float = 0.5
     d_shared: int = 512
     n_blocks: int = 2
     dropout: float = 0.15
