@@ -253,3 +253,19 @@ def test_open_clip_tag_with_pickled_weights_is_refused(tiny_vit, tmp_path, monke
     monkeypatch.setattr(torch, "load", lambda *a, **k: pytest.fail("torch.load was called"))
     with pytest.raises(ValueError, match=r"'tiny-vit'.*'fake'.*not a safetensors file.*refused"):
         Embedder("tiny-vit", pretrained="fake")
+
+
+def _devices():
+    import torch
+
+    return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", _devices())
+def test_devices_agree(tiny_builtin_dir, tiny_embedder, world, device):
+    emb = Embedder("builtin", pretrained=str(tiny_builtin_dir), device=device)
+    assert next(emb.clip.parameters()).device.type == device
+    np.testing.assert_allclose(emb.encode_images(world), tiny_embedder.encode_images(world),
+                               atol=1e-4)
+    np.testing.assert_allclose(emb.encode_texts(["a red star"]),
+                               tiny_embedder.encode_texts(["a red star"]), atol=1e-4)
