@@ -15,7 +15,7 @@ _LAZY = {
     "simulate_fmri": "braindecode_kit.simulate.fmri",
 }
 
-__all__ = sorted(_LAZY)
+__all__ = ["TRAINING_SEED_START", "make_world", "simulate_fmri"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from .fmri import simulate_fmri
