@@ -58,7 +58,7 @@ COLOURS = {
 }
 SIZES = ("small", "medium", "large")
 #: Object radius as a fraction of the image side, per size.
-SIZE_RADIUS = {"small": 0.095, "medium": 0.13, "large": 0.185}
+SIZE_RADIUS = {"small": 0.085, "medium": 0.13, "large": 0.185}
 #: 3x3 grid of positions, row-major (top row first).
 POSITIONS = (
     "top left", "top", "top right",
