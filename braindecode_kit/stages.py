@@ -231,7 +231,7 @@ def stage_train(ctx: RunContext) -> dict[str, Any]:
     trains, vals = {}, {}
     for s in pre:
         trains[s], vals[s] = train_val(trialsets[s], ctx.seed)
-    decoder = BrainDecoder(decoder_config(ctx, trains, targets.image.shape[1]))
+    decoder = BrainDecoder(decoder_config(ctx, trains, targets.image.shape[1]), seed=ctx.seed)
     result = fit(decoder, list(trains.values()), targets, train_config(ctx),
                  valsets=list(vals.values()), out_dir=ctx.run_dir / "train")
     result.decoder.save_pretrained(ctx.run_dir / "model")
@@ -322,7 +322,7 @@ def stage_new_subject(ctx: RunContext) -> dict[str, Any]:
     out["n_trials_full"] = full_train.n_trials
     out["fraction"] = ns.fraction
     preds = {"adapted_10pct": dec10.predict(Xt, subject=new)}
-    scratch = BrainDecoder(decoder_config(ctx, {new: tr10}, Yt.shape[1]))
+    scratch = BrainDecoder(decoder_config(ctx, {new: tr10}, Yt.shape[1]), seed=ctx.seed)
     res = fit(scratch, [tr10], targets, train_config(ctx), valsets=[full_val])
     preds["scratch_10pct"] = res.decoder.predict(Xt, subject=new)
     ridge = RidgeDecoder().fit(np.asarray(tr10.data, dtype=np.float32),
