@@ -87,7 +87,7 @@ class DecoderSection(_Section):
     """Architecture of the contrastive decoder (see models.DecoderConfig)."""
 
     adapter: Literal["linear", "mlp"] = "linear"
-    d_shared: int = Field(512, ge=8)
+    d_shared: int = Field(64, ge=8)
     n_blocks: int = Field(2, ge=0)
     dropout: float = Field(0.15, ge=0, lt=1)
     extra: dict[str, Any] = Field(default_factory=dict)
@@ -97,10 +97,10 @@ class TrainSection(_Section):
     """Training settings (see train.TrainConfig)."""
 
     epochs: int = Field(30, ge=1)
-    batch_size: int = Field(128, ge=2)
+    batch_size: int = Field(64, ge=2)
     lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(1e-2, ge=0)
-    schedule: str = "mindeye"
+    weight_decay: float = Field(0.05, ge=0)
+    schedule: str = "infonce"
     patience: int | None = Field(8, ge=1)
     extra: dict[str, Any] = Field(default_factory=dict)
 
