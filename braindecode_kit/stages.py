@@ -112,10 +112,11 @@ def stage_embed(ctx: RunContext) -> dict[str, Any]:
     metrics: dict[str, Any] = {}
     key = "builtin_clip" if ec.model == "builtin" else "clip"
     if ctx.config.stimuli.kind == "world":
-        shape = zero_shot_attributes(embedder, stimuli, attribute="shape")
-        colour = zero_shot_attributes(embedder, stimuli, attribute="colour")
+        feats = targets.image  # rows in stimuli.ids order: nothing is embedded twice
+        shape = zero_shot_attributes(embedder, stimuli, attribute="shape", image_features=feats)
+        colour = zero_shot_attributes(embedder, stimuli, attribute="colour", image_features=feats)
         capret = caption_retrieval(embedder, stimuli, n_candidates=min(300, len(stimuli)),
-                                   seed=ctx.seed)
+                                   seed=ctx.seed, image_features=feats)
         metrics[key] = {
             "zero_shot_shape": shape["accuracy"],
             "zero_shot_shape_chance": shape["chance"],
