@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 test: install
-	$(PY) -m pytest -n 2 --dist loadfile --timeout 1200 $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 --dist loadfile --timeout 1200 tests --nbmake notebooks $(PYTEST_ARGS)
 
 demo: install
 	$(VENV)/bin/braindecode-kit demo --out $(OUT)
