@@ -255,6 +255,7 @@ def train_builtin_clip(
     n_images: int = 40_000,
     seed: int = 0,
     eval_every: int = 500,
+    hard_groups: int = 10,
     threads: int | None = None,
     verbose: bool | str | int | None = None,
 ) -> dict[str, Any]:
@@ -280,6 +281,12 @@ def train_builtin_clip(
         Seeds the training world, the initialisation and the batches.
     eval_every : int
         Steps between held-out checks (world seed ``TRAINING_SEED_START + 9999``).
+    hard_groups : int
+        Hard-negative groups per batch: each is one image of every shape, all sharing the
+        largest object's colour and the background, captioned with the grammar's short
+        form ("a red star on grey"). In random batches colour, position and background
+        already tell captions apart, so without such groups the contrastive loss barely
+        rewards telling shapes apart.
     threads : int or None
         torch threads (None: leave as is).
     verbose : bool | str | int | None
@@ -315,6 +322,15 @@ def train_builtin_clip(
     images = _render(world)
     captions = [world.captions(i) for i in world.ids]
     tokens = [vocab(c) for c in captions]
+    attrs = world.attributes
+    short_tokens = vocab([f"a {c} {s} on {b}" for c, s, b in
+                          zip(attrs["colour"], attrs["shape"], attrs["background"])])
+    groups: dict[tuple[str, str], dict[str, np.ndarray]] = {}
+    for (colour, bg, shape), rows in attrs.reset_index().groupby(
+            ["colour", "background", "shape"]).indices.items():
+        groups.setdefault((colour, bg), {})[shape] = np.asarray(rows)
+    n_shapes = attrs["shape"].nunique()
+    group_keys = [k for k, v in groups.items() if len(v) == n_shapes]
     val_world = make_world(1000, seed=TRAINING_SEED_START + 9999)
     val_x = _to_tensor(_render(val_world))
 
@@ -352,9 +368,14 @@ def train_builtin_clip(
     history = []
     bar = progress(range(start, steps), total=steps, initial=start, desc="built-in CLIP")
     for step in bar:
-        idx = rng.choice(len(images), size=batch_size, replace=False)
+        hard = []
+        for g in rng.choice(len(group_keys), size=hard_groups, replace=False):
+            hard.extend(int(rng.choice(r)) for r in groups[group_keys[g]].values())
+        rest = rng.choice(len(images), size=batch_size - len(hard), replace=False)
+        idx = np.concatenate([np.asarray(hard, dtype=int), rest])
         x = _to_tensor(images[idx])
-        t = torch.stack([tokens[i][rng.integers(len(tokens[i]))] for i in idx])
+        t = torch.stack([short_tokens[i] for i in hard]
+                        + [tokens[i][rng.integers(len(tokens[i]))] for i in rest])
         img_f = model.encode_image(x, normalize=True)
         txt_f = model.encode_text(t, normalize=True)
         loss = loss_fn(img_f, txt_f, model.logit_scale.exp())
@@ -367,8 +388,8 @@ def train_builtin_clip(
             model.logit_scale.clamp_(0, math.log(100))
         if (step + 1) % eval_every == 0 or step + 1 == steps:
             ev = evaluate()
-            history.append({"step": step + 1, "loss": float(loss), **ev})
-            logger.info("step %d loss %.3f shape %.3f colour %.3f", step + 1, float(loss),
+            history.append({"step": step + 1, "loss": loss.item(), **ev})
+            logger.info("step %d loss %.3f shape %.3f colour %.3f", step + 1, loss.item(),
                         ev["zero_shot_shape"], ev["zero_shot_colour"])
             ckpt.mkdir(exist_ok=True)
             with atomic_path(ckpt / "model.safetensors") as tmp:
@@ -386,7 +407,7 @@ def train_builtin_clip(
         "model": MODEL_NAME,
         "architecture": "open_clip.model.CLIP (ModifiedResNet image tower, text transformer)",
         "parameters": n_params,
-        "recipe": {"steps": steps, "batch_size": batch_size, "lr": lr,
+        "recipe": {"steps": steps, "batch_size": batch_size, "lr": lr, "hard_groups": hard_groups,
                    "weight_decay": weight_decay, "optimizer": "AdamW(0.9, 0.98) + OneCycle",
                    "loss": "open_clip.loss.ClipLoss", "n_images": n_images,
                    "train_world_seed": TRAINING_SEED_START + seed,
