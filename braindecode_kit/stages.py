@@ -256,7 +256,9 @@ def stage_ridge(ctx: RunContext) -> dict[str, Any]:
     for s in pre:
         train = trialsets[s].select(split="train")
         Y = targets.loc(train.stimulus_ids).image
-        ridge = RidgeDecoder().fit(np.asarray(train.data, dtype=np.float32), Y)
+        # folds by stimulus, so repetitions of an image never sit on both sides of a fold
+        ridge = RidgeDecoder().fit(np.asarray(train.data, dtype=np.float32), Y,
+                                   groups=train.stimulus_ids)
         test = test_set(trialsets[s])
         pred = ridge.predict(np.asarray(test.data, dtype=np.float32))
         np.save(ctx.path("predictions", f"ridge_sub-{s}.npy"), pred.astype(np.float32))
@@ -327,7 +329,7 @@ def stage_new_subject(ctx: RunContext) -> dict[str, Any]:
     res = fit(scratch, [tr10], targets, train_config(ctx), valsets=[full_val])
     preds["scratch_10pct"] = res.decoder.predict(Xt, subject=new)
     ridge = RidgeDecoder().fit(np.asarray(tr10.data, dtype=np.float32),
-                               targets.loc(tr10.stimulus_ids).image)
+                               targets.loc(tr10.stimulus_ids).image, groups=tr10.stimulus_ids)
     preds["ridge_10pct"] = ridge.predict(Xt)
     _, dec_full = adapted(1.0)
     preds["adapted_full"] = dec_full.predict(Xt, subject=new)
