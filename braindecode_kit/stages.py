@@ -346,7 +346,8 @@ def stage_new_subject(ctx: RunContext) -> dict[str, Any]:
     out["adapted_10pct_vs_full"] = out["adapted_10pct"]["top1"] / max(out["adapted_full"]["top1"], 1e-9)
     ec = ctx.config.evaluate
     frame = learning_curve(pretrained, full_train, targets, fractions=ns.curve, testset=test,
-                           config=train_config(ctx), finetune_epochs=ns.finetune_epochs,
+                           config=small_data_config(full_train.n_trials),
+                           finetune_epochs=ns.finetune_epochs,
                            subject=new, n_candidates=min(ec.n_candidates, len(Yt)),
                            n_draws=ec.n_draws, seed=ctx.seed)
     curve = [{"fraction": float(r.fraction), "n_trials": int(r.n_trials), "top1": float(r.top1),
