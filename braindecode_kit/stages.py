@@ -345,13 +345,20 @@ def stage_new_subject(ctx: RunContext) -> dict[str, Any]:
         out[name] = _summary(_retrieval(pred, Yt, ctx))
     out["adapted_10pct_vs_full"] = out["adapted_10pct"]["top1"] / max(out["adapted_full"]["top1"], 1e-9)
     ec = ctx.config.evaluate
-    frame = learning_curve(pretrained, full_train, targets, fractions=ns.curve, testset=test,
-                           config=small_data_config(full_train.n_trials),
-                           finetune_epochs=ns.finetune_epochs,
-                           subject=new, n_candidates=min(ec.n_candidates, len(Yt)),
-                           n_draws=ec.n_draws, seed=ctx.seed)
-    curve = [{"fraction": float(r.fraction), "n_trials": int(r.n_trials), "top1": float(r.top1),
-              "ci": [float(c) for c in r.ci]} for r in frame.itertuples()]
+    # the 10% and full-data points are the ones above; the curve fits only the others
+    extra = [f for f in ns.curve if f not in (ns.fraction, 1.0)]
+    curve = [{"fraction": ns.fraction, "n_trials": tr10.n_trials, **out["adapted_10pct"]},
+             {"fraction": 1.0, "n_trials": full_train.n_trials, **out["adapted_full"]}]
+    if extra:
+        frame = learning_curve(pretrained, full_train, targets, fractions=extra, testset=test,
+                               config=small_data_config(full_train.n_trials),
+                               finetune_epochs=ns.finetune_epochs, subject=new,
+                               n_candidates=min(ec.n_candidates, len(Yt)),
+                               n_draws=ec.n_draws, seed=ctx.seed)
+        curve += [{"fraction": float(r.fraction), "n_trials": int(r.n_trials),
+                   "top1": float(r.top1), "ci": [float(c) for c in r.ci]}
+                  for r in frame.itertuples()]
+    curve.sort(key=lambda c: c["n_trials"])
     out["learning_curve"] = curve
     out["subject"] = new
     return {"metrics": {"fmri": {"new_subject": out}},
