@@ -269,13 +269,23 @@ def stage_ridge(ctx: RunContext) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- evaluation
 def pool_over_subjects(results: list[dict[str, Any]]) -> dict[str, Any]:
-    """Pool per-subject retrieval results drawn with the same candidate draws: the mean
-    over subjects per draw, then mean and 95% CI over draws."""
+    """Pool per-subject retrieval results drawn with the same candidate draws.
+
+    Several draws: the mean over subjects per draw, then mean and 95% normal CI over
+    draws (MindEye2's protocol). A single draw (the test set is exactly ``n_candidates``
+    images, so every draw would be the same): the pooled top-1 is a proportion over
+    ``n_subjects * n_candidates`` identifications, with its binomial normal-approximation
+    CI.
+    """
     draws = np.mean([r["draws"] for r in results], axis=0)
     mean = float(draws.mean())
-    half = 1.96 * float(draws.std(ddof=1)) / np.sqrt(len(draws)) if len(draws) > 1 else 0.0
-    return {"top1": mean, "ci": [mean - half, mean + half], "draws": draws.tolist(),
-            "chance": results[0]["chance"], "n_subjects": len(results)}
+    if len(draws) > 1:
+        half = 1.96 * float(draws.std(ddof=1)) / np.sqrt(len(draws))
+    else:
+        n = sum(int(r["n_candidates"]) for r in results)
+        half = 1.96 * float(np.sqrt(mean * (1 - mean) / n))
+    return {"top1": mean, "ci": [max(0.0, mean - half), min(1.0, mean + half)],
+            "draws": draws.tolist(), "chance": results[0]["chance"], "n_subjects": len(results)}
 
 
 def _retrieval(pred, target, ctx: RunContext, k: int = 1) -> dict[str, Any]:
