@@ -6,8 +6,9 @@ each name is imported on first use.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ._lazy import attach
 
 __version__ = "0.1.0"
 
@@ -24,7 +25,8 @@ _SUBMODULES = {
     "baselines", "train", "stimuli", "trialset", "pipeline", "config", "cli", "estimators",
 }
 
-__all__ = sorted(_LAZY) + ["__version__"]
+__all__ = ["ContrastiveDecoder", "RidgeDecoder", "StimulusSet", "TrialSet", "__version__",
+           "set_log_level"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._logging import set_log_level
@@ -34,17 +36,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from .trialset import TrialSet
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    if name in _SUBMODULES:
-        module = importlib.import_module(f"braindecode_kit.{name}")
-        globals()[name] = module
-        return module
-    raise AttributeError(f"module 'braindecode_kit' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY) | _SUBMODULES)
+__getattr__, __dir__ = attach(__name__, _LAZY, _SUBMODULES)

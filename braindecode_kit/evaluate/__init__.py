@@ -4,8 +4,9 @@ HTML report. Names are imported on first use (lazy), so importing this package i
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .._lazy import attach
 
 # public name -> submodule that defines it
 _LAZY = {
@@ -21,13 +22,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from .retrieval import retrieval_accuracy, two_way_identification
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = attach(__name__, _LAZY, ())

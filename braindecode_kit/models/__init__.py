@@ -5,8 +5,9 @@ Names are imported lazily (torch is imported on first use).
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .._lazy import attach
 
 _LAZY = {
     "DecoderConfig": "braindecode_kit.models.config",
@@ -69,17 +70,4 @@ if TYPE_CHECKING:  # pragma: no cover
     )
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    if name in _SUBMODULES:
-        module = importlib.import_module(f"braindecode_kit.models.{name}")
-        globals()[name] = module
-        return module
-    raise AttributeError(f"module 'braindecode_kit.models' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY) | _SUBMODULES)
+__getattr__, __dir__ = attach(__name__, _LAZY, _SUBMODULES)

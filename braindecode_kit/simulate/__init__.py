@@ -5,8 +5,9 @@ Names are imported on first use (``import braindecode_kit.simulate`` stays light
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .._lazy import attach
 
 # public name -> module that defines it
 _LAZY = {
@@ -22,13 +23,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from .world import TRAINING_SEED_START, make_world
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'braindecode_kit.simulate' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = attach(__name__, _LAZY, ())

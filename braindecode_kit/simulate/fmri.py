@@ -68,7 +68,7 @@ import numpy as np
 import pandas as pd
 
 from .._logging import logger, progress, verbose
-from .._utils import atomic_dir, hash_jsonable
+from .._utils import _json_default, atomic_dir, hash_jsonable
 from . import encoding as enc
 from .noise import (
     N_FACTORS,
@@ -155,18 +155,8 @@ def _tsv(path: Path, df: pd.DataFrame) -> None:
 
 
 def _json(path: Path, obj: Any) -> None:
-    path.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_jdefault) + "\n",
+    path.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n",
                     encoding="utf-8")
-
-
-def _jdefault(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
 # --------------------------------------------------------------------------- design
