@@ -461,7 +461,8 @@ def _retrieval_examples(ctx: RunContext, report, pred: np.ndarray, test_ids: lis
             row.append({"image": stimuli.load_image(cid), "label": f"#{rank + 1}",
                         "status": "ok" if cid == seen else "bad"})
         rows.append(row)
-        labels.append(stimuli.captions(seen)[0][:40])
+        caption = stimuli.captions(seen)[0]
+        labels.append(caption if len(caption) <= 44 else caption[:42].rsplit(" ", 1)[0] + " …")
     report.add_image_grid(rows, row_labels=labels, scale=2, caption=(
         f"{label}: the seen image (dark frame), then the {n_show} best-ranked images among "
         f"{n_cand} test candidates; green = the seen image, red = another image."))
@@ -513,6 +514,9 @@ def _curve_figure(curve: list[dict[str, Any]], refs: dict[str, float]):
     for (name, val), style in zip(refs.items(), ["--", ":", "-."]):
         ax.axhline(val, linestyle=style, color="grey", label=name)
     ax.set_xscale("log")
+    ax.minorticks_off()
+    ax.set_xticks(x)
+    ax.set_xticklabels([str(v) for v in x])
     ax.set_xlabel("new subject's training trials")
     ax.set_ylabel("300-way top-1")
     ax.legend(fontsize=8)
