@@ -97,8 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("-v", "--verbose", action="store_const", const="INFO", default="INFO",
-                       help="log progress (default)")
+        p.set_defaults(verbose="INFO")  # progress is logged unless --quiet
         p.add_argument("-q", "--quiet", dest="verbose", action="store_const", const="WARNING",
                        help="only warnings and errors")
 

@@ -18,8 +18,6 @@ from ._utils import write_json_atomic
 from .config import PipelineConfig
 from .pipeline import RunContext, stage
 
-TRAINING_SEEDS_FROM = 10_000  # world seeds >= this are reserved for the built-in models' training
-
 
 def _has_fmri(cfg: PipelineConfig) -> bool:
     return cfg.fmri is not None
@@ -75,10 +73,12 @@ def split_subjects(ctx: RunContext) -> tuple[list[str], str | None]:
 @stage("stimuli")
 def stage_stimuli(ctx: RunContext) -> dict[str, Any]:
     """Draw (or read) the stimuli and write their attribute table and captions."""
+    from .simulate.world import TRAINING_SEED_START
+
     sc = ctx.config.stimuli
-    if sc.kind == "world" and ctx.seed >= TRAINING_SEEDS_FROM:
+    if sc.kind == "world" and ctx.seed >= TRAINING_SEED_START:
         raise ValueError(
-            f"Invalid value for the 'seed' parameter: world seeds >= {TRAINING_SEEDS_FROM} are "
+            f"Invalid value for the 'seed' parameter: world seeds >= {TRAINING_SEED_START} are "
             f"reserved for training the built-in models, so a run with seed {ctx.seed} would "
             "evaluate on training images. Use a seed below that."
         )

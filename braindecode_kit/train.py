@@ -499,29 +499,12 @@ class BalancedBatchSampler(torch.utils.data.Sampler):
 # =========================================================================== evaluation
 def _retrieval(pred: np.ndarray, target: np.ndarray, n_candidates: int, n_draws: int,
                seed: int) -> dict[str, Any]:
-    """Brain->image top-1 (MindEye2 protocol) via evaluate.retrieval_accuracy if present."""
-    n_c = int(min(n_candidates, len(pred)))
-    try:
-        from .evaluate.retrieval import retrieval_accuracy
-    except ImportError:
-        retrieval_accuracy = None
-    if retrieval_accuracy is not None:
-        res = retrieval_accuracy(pred, target, k=1, n_candidates=n_c, n_draws=n_draws,
-                                 seed=seed, direction="brain->image")
-        return {"top1": float(res["top1"]), "ci": tuple(float(c) for c in res["ci"])}
-    rng = np.random.default_rng(seed)
-    p = pred.reshape(len(pred), -1)
-    t = target.reshape(len(target), -1)
-    p = p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12)
-    t = t / np.maximum(np.linalg.norm(t, axis=1, keepdims=True), 1e-12)
-    draws = []
-    for _ in range(n_draws):
-        sel = rng.choice(len(p), n_c, replace=False)
-        sim = p[sel] @ t[sel].T
-        draws.append(float(np.mean(sim.argmax(1) == np.arange(n_c))))
-    m = float(np.mean(draws))
-    half = 1.96 * float(np.std(draws, ddof=1)) / math.sqrt(n_draws) if n_draws > 1 else 0.0
-    return {"top1": m, "ci": (m - half, m + half)}
+    """Brain->image top-1 with :func:`~braindecode_kit.evaluate.retrieval_accuracy`."""
+    from .evaluate.retrieval import retrieval_accuracy
+
+    res = retrieval_accuracy(pred, target, k=1, n_candidates=int(min(n_candidates, len(pred))),
+                             n_draws=n_draws, seed=seed, direction="brain->image")
+    return {"top1": float(res["top1"]), "ci": tuple(float(c) for c in res["ci"])}
 
 
 def _average_by_stimulus(pred: np.ndarray, stim: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -100,10 +100,10 @@ class WorldTokenizer:
 def world_vocabulary() -> list[str]:
     """Every word the world's caption grammar and zero-shot prompts can produce."""
     from ..simulate import make_world
-    from ..simulate.world import COLOURS, SHAPES
+    from ..simulate.world import COLOURS, SHAPES, TRAINING_SEED_START
 
     words: set[str] = set()
-    world = make_world(3000, seed=TRAINING_SEED_START_DEFAULT())
+    world = make_world(3000, seed=TRAINING_SEED_START)
     for sid in world.ids:
         for c in world.captions(sid):
             words.update(_WORD.findall(c.lower()))
@@ -112,14 +112,12 @@ def world_vocabulary() -> list[str]:
     return sorted(words)
 
 
-def TRAINING_SEED_START_DEFAULT() -> int:  # noqa: N802  (mirrors the world's constant)
-    from ..simulate.world import TRAINING_SEED_START
-
-    return TRAINING_SEED_START
+_REGISTERED: set[Path] = set()
 
 
-def register_config(config: dict[str, Any] | None = None, directory: PathLike | None = None) -> str:
-    """Register the built-in CLIP's config in open_clip's model registry; returns its name.
+def register_config(directory: PathLike | None = None) -> str:
+    """Register the built-in CLIP's config file in open_clip's model registry (once per
+    file) and return its model name, ``builtin_clip``.
 
     The shipped ``data/builtin_clip.json`` is used unless ``directory`` holds another one.
     """
@@ -127,13 +125,14 @@ def register_config(config: dict[str, Any] | None = None, directory: PathLike | 
 
     from .._resources import data_dir
 
-    if config is not None:
-        open_clip.factory._MODEL_CONFIGS[MODEL_NAME] = config  # same as add_model_config
-        return MODEL_NAME
-    path = Path(directory or data_dir()) / CONFIG_FILE
+    path = (Path(directory or data_dir()) / CONFIG_FILE).resolve()
     if not path.is_file():
         raise FileNotFoundError(f"The built-in CLIP config {path} is missing.")
-    open_clip.add_model_config(path)
+    if path not in _REGISTERED:
+        open_clip.add_model_config(path)
+        _REGISTERED.add(path)
+    if open_clip.get_model_config(MODEL_NAME) != json.loads(path.read_text()):
+        open_clip.add_model_config(path)  # another folder's config was registered since
     return MODEL_NAME
 
 
@@ -172,9 +171,8 @@ def create_builtin_clip(directory: PathLike | None = None, pretrained: bool = Tr
     from .._resources import data_dir
 
     directory = Path(directory or data_dir())
-    cfg = json.loads((directory / CONFIG_FILE).read_text())
     vocab = WorldTokenizer.from_json(json.loads((directory / VOCAB_FILE).read_text()))
-    model = open_clip.model.CLIP(**cfg)
+    model = open_clip.model.CLIP(**open_clip.get_model_config(register_config(directory)))
     if pretrained:
         weights = directory / WEIGHTS_FILE
         check_safetensors(weights)
@@ -200,41 +198,20 @@ def check_safetensors(path: PathLike) -> None:
         )
 
 
-# --------------------------------------------------------------------------- zero-shot
-def class_text_features(model, tokenizer, attribute: str, classes: list[str],
-                        others: list[str]) -> np.ndarray:
-    """Prompt-ensembled text embeddings of ``classes`` of ``attribute`` ("shape" or
-    "colour"): the mean over prompts naming every value of the other attribute."""
-    import torch
+class _TextEncoder:
+    """The ``encode_texts`` of an Embedder, for a model that is still being trained."""
 
-    feats = []
-    with torch.no_grad():
-        for c in classes:
-            # "a <colour> <shape>": the class fills its slot, the other attribute varies
-            prompts = [f"a {o} {c}" if attribute == "shape" else f"a {c} {o}" for o in others]
-            t = model.encode_text(tokenizer(prompts), normalize=True).mean(0)
-            feats.append((t / t.norm()).numpy())
-    return np.stack(feats)
+    def __init__(self, model, tokenizer) -> None:
+        self.model, self.tokenizer = model, tokenizer
 
+    def encode_texts(self, texts: list[str]) -> np.ndarray:
+        import torch
 
-def zero_shot_accuracy(model, tokenizer, image_features: np.ndarray, attributes,
-                       attribute: str) -> tuple[float, np.ndarray]:
-    """Accuracy of zero-shot classification of the largest object's shape or colour."""
-    from ..simulate.world import COLOURS, SHAPES
-
-    shapes, colours = list(SHAPES), list(COLOURS)
-    classes, others = (shapes, colours) if attribute == "shape" else (colours, shapes)
-    T = class_text_features(model, tokenizer, attribute, classes, others)
-    pred = np.array(classes)[np.argmax(image_features @ T.T, axis=1)]
-    truth = attributes[attribute].to_numpy()
-    return float(np.mean(pred == truth)), pred
+        with torch.no_grad():
+            return self.model.encode_text(self.tokenizer(texts), normalize=True).numpy()
 
 
 # --------------------------------------------------------------------------- training
-def _render(world) -> np.ndarray:
-    return np.stack([np.asarray(world.load_image(i), dtype=np.uint8) for i in world.ids])
-
-
 def _to_tensor(images: np.ndarray):
     import torch
 
@@ -303,6 +280,7 @@ def train_builtin_clip(
 
     from ..simulate import make_world
     from ..simulate.world import TRAINING_SEED_START
+    from .zeroshot import zero_shot_attributes
 
     if threads:
         torch.set_num_threads(threads)
@@ -319,7 +297,7 @@ def train_builtin_clip(
     logger.info("built-in CLIP: %d parameters", n_params)
 
     world = make_world(n_images, seed=TRAINING_SEED_START + seed)
-    images = _render(world)
+    images = world.to_array()
     captions = [world.captions(i) for i in world.ids]
     tokens = [vocab(c) for c in captions]
     attrs = world.attributes
@@ -332,7 +310,7 @@ def train_builtin_clip(
     n_shapes = attrs["shape"].nunique()
     group_keys = [k for k, v in groups.items() if len(v) == n_shapes]
     val_world = make_world(1000, seed=TRAINING_SEED_START + 9999)
-    val_x = _to_tensor(_render(val_world))
+    val_x = _to_tensor(val_world.to_array())
 
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
@@ -359,10 +337,11 @@ def train_builtin_clip(
         with torch.no_grad():
             f = torch.cat([model.encode_image(val_x[i:i + 500], normalize=True)
                            for i in range(0, len(val_x), 500)]).numpy()
-        shape, _ = zero_shot_accuracy(model, vocab, f, val_world.attributes, "shape")
-        colour, _ = zero_shot_accuracy(model, vocab, f, val_world.attributes, "colour")
+        text = _TextEncoder(model, vocab)
+        scores = {f"zero_shot_{a}": zero_shot_attributes(text, val_world, a, image_features=f)[
+            "accuracy"] for a in ("shape", "colour")}
         model.train()
-        return {"zero_shot_shape": shape, "zero_shot_colour": colour}
+        return scores
 
     model.train()
     history = []

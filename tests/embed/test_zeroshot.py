@@ -25,17 +25,13 @@ class _Oracle:
 
 
 @pytest.mark.parametrize("attribute", ["shape", "colour"])
-def test_same_as_the_builtin_scoring(tiny_embedder, world, attribute):
-    """The Embedder route reproduces builtin.zero_shot_accuracy on the same model."""
-    from braindecode_kit.embed.builtin import zero_shot_accuracy
-
+def test_result_fields_on_a_real_model(tiny_embedder, world, attribute):
+    """On a (random) built-in CLIP: predictions are classes, accuracy is their agreement."""
     res = zero_shot_attributes(tiny_embedder, world, attribute)
-    feats = tiny_embedder.encode_images(world)
-    acc, pred = zero_shot_accuracy(tiny_embedder.clip, tiny_embedder.tokenizer, feats,
-                                   world.attributes, attribute)
-    assert res["predictions"] == [str(p) for p in pred]
-    assert res["accuracy"] == pytest.approx(acc)
+    truth = world.attributes[attribute].astype(str).to_numpy()
     assert len(res["predictions"]) == len(world)
+    assert set(res["predictions"]) <= set(res["classes"])
+    assert res["accuracy"] == pytest.approx(np.mean(np.array(res["predictions"]) == truth))
     n_classes = 6 if attribute == "shape" else 8
     assert len(res["classes"]) == n_classes and res["chance"] == pytest.approx(1 / n_classes)
     assert 0 < res["majority"] <= 1
