@@ -255,8 +255,9 @@ def test_learning_curve_by_stimulus(problem):
 
 
 def test_fit_and_predict_with_trialsets_and_dataframe_targets(problem):
-    pd = pytest.importorskip("pandas")
-    trialset = pytest.importorskip("braindecode_kit.trialset")
+    import pandas as pd
+
+    from braindecode_kit import trialset
     subs, targets = problem
 
     def ts(name, part):

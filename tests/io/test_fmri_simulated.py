@@ -11,10 +11,8 @@ from braindecode_kit.recipes.nsd import load_nsd
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory):
-    try:
-        from braindecode_kit.simulate import make_world, simulate_fmri
-    except ImportError:  # pragma: no cover - simulator not installed
-        pytest.skip("braindecode_kit.simulate.simulate_fmri is not available")
+    from braindecode_kit.simulate import make_world, simulate_fmri
+
     world = make_world(80, seed=0)
     return simulate_fmri(world, tmp_path_factory.mktemp("sim") / "bids", n_subjects=1, seed=0,
                          n_shared_test=12, n_test_reps=2, n_voxels=150, n_sessions=2,
