@@ -225,6 +225,7 @@ def stage_train(ctx: RunContext) -> dict[str, Any]:
     """Train the multi-subject contrastive decoder (adapters + shared encoder)."""
     from .models import BrainDecoder
     from .train import fit
+    from .transfer import fit_stimulus_map
 
     targets = get_targets(ctx)
     trialsets = get_trialsets(ctx)
@@ -235,12 +236,15 @@ def stage_train(ctx: RunContext) -> dict[str, Any]:
     decoder = BrainDecoder(decoder_config(ctx, trains, targets.image.shape[1]), seed=ctx.seed)
     result = fit(decoder, list(trains.values()), targets, train_config(ctx),
                  valsets=list(vals.values()), out_dir=ctx.run_dir / "train")
+    # the map image -> shared space that gives a new subject's adapter its targets
+    smap = fit_stimulus_map(result.decoder, list(trains.values()), targets)
     result.decoder.save_pretrained(ctx.run_dir / "model")
     write_json_atomic(ctx.path("train", "history.json"), result.history)
     return {"metrics": {"fmri": {"train": {"epochs_run": result.n_epochs,
                                             "best_epoch": result.best_epoch,
                                             "best_val_top1": result.best_val_top1,
-                                            "stopped_early": result.stopped_early}}},
+                                            "stopped_early": result.stopped_early,
+                                            "stimulus_map": smap}}},
             "outputs": ["model", "train/history.json"]}
 
 
@@ -328,27 +332,44 @@ def stage_new_subject(ctx: RunContext) -> dict[str, Any]:
         bs = ctx.config.train.batch_size
         return train_config(ctx, steps_per_epoch=max(30, n_trials // bs))
 
-    def adapted(fraction: float, seed_offset: int = 0):
-        tr = full_train if fraction >= 1 else subsample_stimuli(full_train, fraction,
-                                                                ctx.seed + seed_offset)
-        dec = adapt_subject(pretrained, tr, targets, subject=new, valset=full_val,
-                            config=small_data_config(tr.n_trials),
-                            finetune_epochs=ns.finetune_epochs)
-        return tr, dec
+    tr10 = subsample_stimuli(full_train, ns.fraction, ctx.seed)
+    # gradient-trained models of the small-data regime stop early on a stimulus split of
+    # the same 10% (validating on trials outside it would give them more labelled data)
+    tr10_fit, tr10_val = train_val(tr10, ctx.seed)
+
+    def adapted(fraction: float, init: str = "auto"):
+        if fraction >= 1:
+            fit_set, val_set = full_train, full_val
+        else:
+            closed_form = (init != "random" and pretrained.has_stimulus_map
+                           and ctx.config.decoder.adapter == "linear"
+                           and ns.finetune_epochs == 0)
+            # closed form: all of the 10%; gradient phases: early stopping on a split of it
+            fit_set, val_set = (tr10, None) if closed_form else (tr10_fit, tr10_val)
+        return adapt_subject(pretrained, fit_set, targets, subject=new, valset=val_set,
+                             config=small_data_config(fit_set.n_trials), init=init,
+                             finetune_epochs=ns.finetune_epochs)
 
     out: dict[str, Any] = {}
-    tr10, dec10 = adapted(ns.fraction)
+    dec10 = adapted(ns.fraction)
     out["n_trials_10pct"] = tr10.n_trials
     out["n_trials_full"] = full_train.n_trials
     out["fraction"] = ns.fraction
+    closed = pretrained.has_stimulus_map and ctx.config.decoder.adapter == "linear"
+    out["adapter_init"] = "ridge" if closed else "random"
     preds = {"adapted_10pct": dec10.predict(Xt, subject=new)}
+    if closed:
+        # ablation: the same frozen encoder, the adapter learned by gradient descent instead
+        dec_sgd = adapted(ns.fraction, init="random")
+        preds["adapted_sgd_10pct"] = dec_sgd.predict(Xt, subject=new)
     scratch = BrainDecoder(decoder_config(ctx, {new: tr10}, Yt.shape[1]), seed=ctx.seed)
-    res = fit(scratch, [tr10], targets, small_data_config(tr10.n_trials), valsets=[full_val])
+    res = fit(scratch, [tr10_fit], targets, small_data_config(tr10_fit.n_trials),
+              valsets=[tr10_val])
     preds["scratch_10pct"] = res.decoder.predict(Xt, subject=new)
     ridge = RidgeDecoder().fit(np.asarray(tr10.data, dtype=np.float32),
                                targets.loc(tr10.stimulus_ids).image, groups=tr10.stimulus_ids)
     preds["ridge_10pct"] = ridge.predict(Xt)
-    _, dec_full = adapted(1.0)
+    dec_full = adapted(1.0)
     preds["adapted_full"] = dec_full.predict(Xt, subject=new)
     for name, pred in preds.items():
         np.save(ctx.path("predictions", f"new_{name}.npy"), pred.astype(np.float32))
@@ -589,20 +610,24 @@ def stage_report(ctx: RunContext) -> dict[str, Any]:
         ns = fm.get("new_subject")
         if ns:
             report.add_heading(f"A new subject (sub-{ns['subject']}) from little data")
+            how = ("solved in closed form: ridge regression from its voxels into the shared "
+                   "space, onto the representation the other subjects' brains give each image"
+                   if ns.get("adapter_init") == "ridge" else "trained by gradient descent")
             report.add_text(
                 f"The shared encoder is trained on the other subjects; the new subject's adapter "
-                f"is trained with it frozen on {ns['fraction']:.0%} of its training images "
-                f"({ns['n_trials_10pct']} trials), against a decoder trained from scratch and "
-                f"ridge on the same trials, and against adaptation on all "
+                f"is {how}, with the encoder frozen, from {ns['fraction']:.0%} of its training "
+                f"images ({ns['n_trials_10pct']} trials). It is compared with a decoder trained "
+                f"from scratch and with ridge on the same trials, and with adaptation on all "
                 f"{ns['n_trials_full']} of its training trials.")
             pct = f"{ns['fraction']:.0%}"
             labels = {"adapted_10pct": f"adapted, {pct} (shared encoder frozen)",
+                      "adapted_sgd_10pct": f"adapted by gradient descent, same {pct}",
                       "scratch_10pct": f"decoder from scratch, same {pct}",
                       "ridge_10pct": f"ridge, same {pct}",
                       "adapted_full": "adapted, all training trials"}
             report.add_table([
                 {"model": lab, "top-1": ns[n]["top1"], "95% CI": tuple(ns[n]["ci"])}
-                for n, lab in labels.items()], highlight=labels["adapted_10pct"])
+                for n, lab in labels.items() if n in ns], highlight=labels["adapted_10pct"])
             report.add_text(f"Adapted from {ns['fraction']:.0%} reaches "
                             f"{ns['adapted_10pct_vs_full']:.2f} of the full-data adaptation.")
             if ns.get("learning_curve"):

@@ -37,6 +37,7 @@ from torch import nn
 from ._logging import logger, progress, verbose
 from ._utils import PathLike, atomic_dir, check_finite, check_option, hash_jsonable
 from ._utils import write_json_atomic as _write_json
+from .models.adapters import LinearAdapter
 from .models.decoder import BrainDecoder, state_dict_for_saving
 from .models.losses import SCHEDULE_KINDS, CombinedLoss, LossSchedule, mixco_grouped
 
@@ -100,6 +101,10 @@ class TrainConfig:
         DataLoader workers (0: load in the main process).
     keep_checkpoints : int
         Number of most recent epoch checkpoints kept (the best epoch's is kept too).
+    validate_start : bool
+        Also score the starting weights on the validation data, so that a run starting
+        from a good initialisation (a fine-tune, a closed-form adapter) never ends worse
+        on validation than it started (``best_epoch`` is then 0 when nothing beat them).
     """
 
     epochs: int = 30
@@ -130,6 +135,7 @@ class TrainConfig:
     steps_per_epoch: int | None = None
     num_workers: int = 0
     keep_checkpoints: int = 2
+    validate_start: bool = False
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "val_n_candidates", "val_n_draws",
@@ -828,6 +834,21 @@ def _train_loop(accelerator, decoder: BrainDecoder, prep: _Prepared, val: _Prepa
         except ImportError:  # pragma: no cover - tensorboard is a dependency
             logger.warning("tensorboard is not installed: no TensorBoard logs.")
 
+    if config.validate_start and val is not None and start_epoch == 0:
+        ev = _evaluate_sets(decoder, val, config.val_n_candidates, config.val_n_draws,
+                            config.seed, accelerator)
+        best.update(top1=ev["top1"], epoch=0, bad=0, state=state_dict_for_saving(decoder))
+        logger.info("starting weights: val top-1 %.3f", ev["top1"])
+        if ckpt_dir is not None:  # so that a resumed run can restore them as the best
+            if main:
+                _save_checkpoint(ckpt_dir, 0, decoder, loss_fn, raw_opt, raw_sched,
+                                 {"fingerprint": fingerprint, "history": [], "best_top1":
+                                  best["top1"], "best_epoch": 0, "bad_epochs": 0,
+                                  "finished": False, "stopped_early": False,
+                                  "train_config": config.to_dict()},
+                                 config.keep_checkpoints, 0)
+            accelerator.wait_for_everyone()
+
     params = [p for g in raw_opt.param_groups for p in g["params"]]
     bar = progress(total=config.epochs, initial=start_epoch, desc="training",
                    disable=None if main else True)
@@ -994,21 +1015,35 @@ def adapt_subject(
     targets: Any = None,
     *,
     config: TrainConfig | None = None,
+    init: str = "auto",
+    adapter_epochs: int | None = None,
     finetune_epochs: int = 0,
     finetune_lr: float | None = None,
     valset: Any = None,
     subject: str | None = None,
     adapter: str | None = None,
+    ridge_alphas: Any = None,
     out_dir: PathLike | None = None,
     return_results: bool = False,
     verbose: bool | str | int | None = None,
 ) -> BrainDecoder | tuple[BrainDecoder, list[TrainResult]]:
     """Fit a new subject's adapter against the frozen shared encoder and heads.
 
-    A copy of ``decoder`` gets a fresh adapter for the new subject; only that adapter is
-    trained (the shared encoder and heads, trained on the other subjects, stay frozen), then,
-    if ``finetune_epochs > 0``, everything is fine-tuned briefly on the new subject (as
-    MindEye2 does). ``decoder`` itself is not modified.
+    A copy of ``decoder`` gets a fresh adapter for the new subject and only that adapter is
+    learned; the shared encoder and heads, trained on the other subjects, stay frozen.
+    ``decoder`` itself is not modified.
+
+    * ``init="ridge"`` (the default when the decoder has a stimulus map, see
+      :func:`braindecode_kit.transfer.fit_stimulus_map`, and the adapter is linear): the
+      adapter is solved in closed form by ridge regression into the shared space
+      (:func:`braindecode_kit.transfer.ridge_adapter`), alpha by cross-validation grouped
+      by stimulus. No gradient steps unless ``adapter_epochs`` asks for them.
+    * ``init="random"``: a randomly initialised adapter trained by gradient descent
+      (``config``) through the frozen encoder.
+
+    Then, if ``finetune_epochs > 0``, everything is fine-tuned briefly on the new subject
+    (as MindEye2 does). Gradient phases that follow a closed-form adapter start by scoring
+    it on ``valset`` and keep it unless they beat it.
 
     Parameters
     ----------
@@ -1018,7 +1053,12 @@ def adapt_subject(
         The new subject's training trials (same forms as :func:`fit`'s ``trainsets``).
     targets : see :func:`fit`
     config : TrainConfig or None
-        Training of the adapter (None: ``TrainConfig()``).
+        Gradient training of the adapter and fine-tune (None: ``TrainConfig()``).
+    init : {"auto", "ridge", "random"}
+        How the adapter is learned (see above); ``"auto"`` picks ``"ridge"`` when possible.
+    adapter_epochs : int or None
+        Gradient epochs of the adapter phase (None: ``config.epochs`` after a random
+        init, 0 after a ridge init).
     finetune_epochs : int
         Epochs of full fine-tuning after the adapter phase (0: none).
     finetune_lr : float or None
@@ -1029,6 +1069,8 @@ def adapt_subject(
         The new subject's name (None: the set's subject).
     adapter : str or None
         Adapter kind (None: the decoder's default).
+    ridge_alphas : array-like or None
+        Candidate penalties of the ridge init (None: the ridge baseline's grid).
     out_dir : path or None
         Checkpoints and logs go to ``out_dir/adapter`` and ``out_dir/finetune``.
     return_results : bool
@@ -1060,22 +1102,53 @@ def adapt_subject(
     if valset is not None:
         vs = _normalize_sets(valset, "valset")
         val_set = _renamed(valset, vs[0], name)
+    check_option("init", init, ("auto", "ridge", "random"))
+    if adapter_epochs is not None and (not isinstance(adapter_epochs, int) or adapter_epochs < 0):
+        raise ValueError(f"adapter_epochs must be None or a non-negative int, got {adapter_epochs!r}.")
     model = copy.deepcopy(decoder).cpu()
-    model.add_subject(name, sets[0].X.shape[1:] if len(sets[0].X.shape) > 2
-                      else sets[0].X.shape[1], adapter=adapter)
+    module = model.add_subject(name, sets[0].X.shape[1:] if len(sets[0].X.shape) > 2
+                               else sets[0].X.shape[1], adapter=adapter)
+    use_ridge = init == "ridge" or (init == "auto" and model.has_stimulus_map
+                                    and isinstance(module, LinearAdapter))
+    if use_ridge:
+        if not model.has_stimulus_map:
+            raise ValueError(
+                "init='ridge' needs a decoder with a stimulus map: call "
+                "braindecode_kit.transfer.fit_stimulus_map(decoder, trainsets, targets) after "
+                "training it, or use init='random'."
+            )
+        from .transfer import ridge_adapter
+
+        prep = _prepare(_normalize_sets(train_set, "new_trialset"), targets, "new_trialset")
+        data = prep.sets[0]
+        text = None
+        if model.config.stimulus_map_text_dim:
+            if "text" not in prep.tables:
+                raise ValueError(
+                    "The decoder's stimulus map reads caption-text embeddings, but the targets "
+                    "have none: pass a Targets with text, or use init='random'."
+                )
+            text = prep.tables["text"][data.stim].reshape(len(data.stim), -1)
+        ridge_adapter(model, name, data.X, prep.tables["image"][data.stim], groups=data.stim,
+                      text=text, alphas=ridge_alphas, random_state=config.seed)
+    n_adapter = adapter_epochs if adapter_epochs is not None else (0 if use_ridge else config.epochs)
     for p in model.parameters():
         p.requires_grad_(False)
     for mod in (model.adapters[name], model.adapter_norms[name]):
         for p in mod.parameters():
             p.requires_grad_(True)
     out = Path(out_dir) if out_dir is not None else None
-    results = [fit(model, train_set, targets, config, valsets=val_set,
-                   out_dir=out / "adapter" if out else None)]
-    model = results[0].decoder
+    results = []
+    if n_adapter > 0:
+        cfg = dataclasses.replace(config, epochs=n_adapter,
+                                  validate_start=config.validate_start or use_ridge)
+        results.append(fit(model, train_set, targets, cfg, valsets=val_set,
+                           out_dir=out / "adapter" if out else None))
+        model = results[-1].decoder
     for p in model.parameters():
         p.requires_grad_(True)
     if finetune_epochs > 0:
-        ft = dataclasses.replace(config, epochs=finetune_epochs,
+        ft = dataclasses.replace(config, epochs=finetune_epochs, validate_start=True,
                                  lr=finetune_lr if finetune_lr is not None else config.lr / 10)
         results.append(fit(model, train_set, targets, ft, valsets=val_set,
                            out_dir=out / "finetune" if out else None))

@@ -44,9 +44,13 @@ def test_metrics_have_the_public_keys(run):
         lo, hi = f[name]["ci"]
         assert lo <= f[name]["top1"] <= hi
     assert f["chance"] == pytest.approx(1 / 100)
-    for name in ("adapted_10pct", "scratch_10pct", "ridge_10pct", "adapted_full"):
+    for name in ("adapted_10pct", "adapted_sgd_10pct", "scratch_10pct", "ridge_10pct",
+                 "adapted_full"):
         assert set(f["new_subject"][name]) >= {"top1", "ci"}
     assert len(f["new_subject"]["learning_curve"]) == 2
+    # the new subject's adapter is solved in closed form through the saved stimulus map
+    assert f["new_subject"]["adapter_init"] == "ridge"
+    assert f["train"]["stimulus_map"]["text"] and 0 < f["train"]["stimulus_map"]["r2"] <= 1
     clip = on_disk["builtin_clip"]
     assert 0 <= clip["zero_shot_shape"] <= 1 and 0 <= clip["zero_shot_colour"] <= 1
 
@@ -82,6 +86,7 @@ def test_model_reloads_and_predicts(run):
 
     out, _ = run
     dec = BrainDecoder.from_pretrained(out / "model")
+    assert dec.has_stimulus_map  # saved with the model for adapting new subjects
     ts = TrialSet.load(out / "trials" / "sub-01").select(split="test").average_repetitions()
     pred = dec.predict(np.asarray(ts.data), subject="01")
     saved = np.load(out / "predictions" / "decoder_sub-01.npy")

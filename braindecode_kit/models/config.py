@@ -80,6 +80,13 @@ class DecoderConfig:
         followed by a per-token ``r -> token_dim`` layer (far fewer parameters).
     text_dim : int or None
         Dimension of the optional caption-text embedding head; None disables it.
+    stimulus_map : bool
+        Whether the decoder holds a map from a stimulus's CLIP embeddings to its shared
+        space (set by :func:`braindecode_kit.transfer.fit_stimulus_map` after training; it
+        gives a new subject's adapter its closed-form targets).
+    stimulus_map_text_dim : int
+        Dimension of the caption-text embedding the stimulus map also reads (0: it reads
+        the image embedding only).
     """
 
     subjects: dict[str, FeatureShape]
@@ -96,6 +103,8 @@ class DecoderConfig:
     token_shape: tuple[int, int] | None = None
     token_rank: int | None = None
     text_dim: int | None = None
+    stimulus_map: bool = False
+    stimulus_map_text_dim: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.subjects, Mapping):
@@ -140,6 +149,10 @@ class DecoderConfig:
             self.token_rank = _check_pos_int("token_rank", self.token_rank)
         if self.text_dim is not None:
             self.text_dim = _check_pos_int("text_dim", self.text_dim)
+        if not isinstance(self.stimulus_map, bool):
+            raise TypeError(f"stimulus_map must be a bool, but got {self.stimulus_map!r}.")
+        self.stimulus_map_text_dim = _check_pos_int("stimulus_map_text_dim",
+                                                    self.stimulus_map_text_dim, allow_zero=True)
 
     # ------------------------------------------------------------------ helpers
     def adapter_kind(self, subject: str) -> str:

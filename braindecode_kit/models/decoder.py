@@ -83,6 +83,15 @@ class BrainDecoder(nn.Module):
             self.heads["tokens"] = TokenHead(cfg.d_shared, *cfg.token_shape, rank=cfg.token_rank)
         if cfg.text_dim is not None:
             self.heads["text"] = PooledHead(cfg.d_shared, cfg.text_dim, cfg.head_hidden)
+        if cfg.stimulus_map:
+            self._register_stimulus_map(
+                torch.zeros(cfg.d_shared, cfg.embed_dim + cfg.stimulus_map_text_dim),
+                torch.zeros(cfg.d_shared))
+
+    def _register_stimulus_map(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
+        # buffers, not parameters: saved and moved with the model, never trained
+        self.register_buffer("stimulus_map_weight", weight.float().contiguous())
+        self.register_buffer("stimulus_map_bias", bias.float().contiguous())
 
     def _make_adapter(self, subject: str) -> nn.Module:
         cfg = self.config
@@ -134,6 +143,116 @@ class BrainDecoder(nn.Module):
         self.config = DecoderConfig.from_dict(new_cfg)
         module = self._make_adapter(name)
         return module.to(self.device)
+
+    # ------------------------------------------------------------------ stimulus map
+    @property
+    def has_stimulus_map(self) -> bool:
+        """Whether :meth:`map_stimuli` is available (see ``fit_stimulus_map``)."""
+        return bool(self.config.stimulus_map)
+
+    def set_stimulus_map(self, weight: np.ndarray | torch.Tensor,
+                         bias: np.ndarray | torch.Tensor, text_dim: int = 0) -> None:
+        """Set the linear map stimulus CLIP embeddings -> shared space (in place).
+
+        Parameters
+        ----------
+        weight : array, shape (d_shared, embed_dim + text_dim)
+            Columns: the image embedding's, then the caption-text embedding's.
+        bias : array, shape (d_shared,)
+        text_dim : int
+            Dimension of the caption-text embedding the map reads (0: image only).
+        """
+        w = torch.as_tensor(np.asarray(weight, np.float32))
+        b = torch.as_tensor(np.asarray(bias, np.float32))
+        text_dim = int(text_dim)
+        want = (self.config.d_shared, self.config.embed_dim + text_dim)
+        if text_dim < 0 or tuple(w.shape) != want or tuple(b.shape) != (want[0],):
+            raise ValueError(
+                f"The stimulus map must have weight {want} and bias ({want[0]},) (text_dim "
+                f"{text_dim}), but got {tuple(w.shape)} and {tuple(b.shape)}."
+            )
+        check_finite("stimulus map weight", w.numpy())
+        check_finite("stimulus map bias", b.numpy())
+        cfg = self.config.to_dict()
+        cfg["stimulus_map"], cfg["stimulus_map_text_dim"] = True, text_dim
+        self.config = DecoderConfig.from_dict(cfg)
+        device = self.device
+        self._register_stimulus_map(w.to(device), b.to(device))
+
+    @torch.no_grad()
+    def map_stimuli(self, Y: np.ndarray, text: np.ndarray | None = None) -> np.ndarray:
+        """Shared-space representation predicted for stimuli from their CLIP embeddings.
+
+        Parameters
+        ----------
+        Y : array, shape (n, embed_dim)
+            CLIP image embeddings.
+        text : array, shape (n, text_dim) or None
+            Their caption-text embeddings, needed when the map reads them
+            (``config.stimulus_map_text_dim > 0``).
+
+        Returns
+        -------
+        ndarray, float32, shape (n, d_shared)
+            The mean encoder input the training subjects' brains give such stimuli.
+        """
+        cfg = self.config
+        if not cfg.stimulus_map:
+            raise RuntimeError(
+                "This decoder has no stimulus map. Fit one after training with "
+                "braindecode_kit.transfer.fit_stimulus_map(decoder, trainsets, targets) "
+                "(the pipeline's train stage does)."
+            )
+        Y = np.asarray(Y, np.float32)
+        if Y.ndim != 2 or Y.shape[1] != cfg.embed_dim:
+            raise ValueError(
+                f"Y must have shape (n, {cfg.embed_dim}) (CLIP image embeddings), but "
+                f"got {Y.shape}."
+            )
+        parts = [Y]
+        if cfg.stimulus_map_text_dim:
+            if text is None:
+                raise ValueError(
+                    f"This decoder's stimulus map also reads {cfg.stimulus_map_text_dim}-dim "
+                    "caption-text embeddings: pass text= (e.g. Targets.text)."
+                )
+            text = np.asarray(text, np.float32)
+            if text.shape != (Y.shape[0], cfg.stimulus_map_text_dim):
+                raise ValueError(
+                    f"text must have shape ({Y.shape[0]}, {cfg.stimulus_map_text_dim}), but "
+                    f"got {text.shape}."
+                )
+            parts.append(text)
+        F = np.concatenate(parts, axis=1)
+        check_finite("stimulus embeddings", F)
+        w = self.stimulus_map_weight.detach().cpu().numpy()
+        b = self.stimulus_map_bias.detach().cpu().numpy()
+        return (F @ w.T + b).astype(np.float32)
+
+    @torch.no_grad()
+    def shared_features(self, X: Any, subject: str, batch_size: int = 512) -> np.ndarray:
+        """Encoder inputs ``(n, d_shared)`` of one subject's trials (adapter + its norm)."""
+        subject = str(subject)
+        if subject not in self.adapters:
+            raise KeyError(
+                f"Unknown subject {subject!r}; this decoder knows {self.subjects}."
+            )
+        self._check_shape(subject, X)
+        was_training = self.training
+        self.eval()
+        dtype = next(self.parameters()).dtype
+        out = []
+        try:
+            for start in range(0, X.shape[0], int(batch_size)):
+                chunk = np.asarray(X[start:start + int(batch_size)], dtype=np.float32)
+                check_finite("X", chunk)
+                xb = torch.from_numpy(chunk).to(device=self.device, dtype=dtype)
+                out.append(self.encode(xb, subject).float().cpu().numpy())
+        finally:
+            self.train(was_training)
+        if not out:
+            return np.zeros((0, self.config.d_shared), np.float32)
+        return np.concatenate(out)
 
     # ------------------------------------------------------------------ forward
     def _check_shape(self, subject: str, x: torch.Tensor | np.ndarray) -> None:
