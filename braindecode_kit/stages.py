@@ -584,14 +584,18 @@ def stage_report(ctx: RunContext) -> dict[str, Any]:
         report.add_table(rows, highlight="contrastive decoder (ours)")
         if "oracle" in fm:
             gap = fm["oracle"]["top1"] - fm["decoder"]["top1"]
-            n_train = sum(v.get("n_train", 0) for v in
-                          fm.get("simulation", {}).get("subjects", {}).values())
-            n_sub = max(1, len(fm.get("simulation", {}).get("subjects", {})))
+            sim = fm.get("simulation", {})
+            subs = sim.get("subjects", {}).values()
+            n_sub = max(1, len(subs))
+            n_img = sum(v.get("n_train", 0) for v in subs) // n_sub
+            n_trials = (sum(v.get("n_trials", 0) for v in subs) // n_sub
+                        - sim.get("n_test", 0) * sim.get("n_test_reps", 1))
             report.add_text(
                 f"The decoder is {gap:.3f} below the oracle. The oracle knows the true encoding "
                 "model and noise and identifies from the true single-trial betas, so it is an "
                 "upper bound for any decoder that must learn the mapping from a finite "
-                f"training set (here about {n_train // n_sub} noisy single trials per subject) "
+                f"training set (here about {n_trials} noisy single trials of {n_img} images "
+                "per subject) "
                 "and works from GLM estimates of the betas. With thousands of visual voxels "
                 "at NSD-like SNR the true model leaves almost no identification error, so the "
                 "gap is what is not learned from that little data, not what noise hides.",

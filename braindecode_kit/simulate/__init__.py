@@ -14,12 +14,13 @@ _LAZY = {
     "make_world": "braindecode_kit.simulate.world",
     "TRAINING_SEED_START": "braindecode_kit.simulate.world",
     "simulate_fmri": "braindecode_kit.simulate.fmri",
+    "SimulatedFMRI": "braindecode_kit.simulate.fmri",
 }
 
-__all__ = ["TRAINING_SEED_START", "make_world", "simulate_fmri"]
+__all__ = ["TRAINING_SEED_START", "SimulatedFMRI", "make_world", "simulate_fmri"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .fmri import simulate_fmri
+    from .fmri import SimulatedFMRI, simulate_fmri
     from .world import TRAINING_SEED_START, make_world
 
 
