@@ -336,14 +336,14 @@ def stage_new_subject(ctx: RunContext) -> dict[str, Any]:
     # gradient-trained models of the small-data regime stop early on a stimulus split of
     # the same 10% (validating on trials outside it would give them more labelled data)
     tr10_fit, tr10_val = train_val(tr10, ctx.seed)
+    # adapt_subject's default: the adapter in closed form (see braindecode_kit.transfer)
+    closed = pretrained.has_stimulus_map and ctx.config.decoder.adapter == "linear"
 
     def adapted(fraction: float, init: str = "auto"):
         if fraction >= 1:
             fit_set, val_set = full_train, full_val
         else:
-            closed_form = (init != "random" and pretrained.has_stimulus_map
-                           and ctx.config.decoder.adapter == "linear"
-                           and ns.finetune_epochs == 0)
+            closed_form = closed and init != "random" and ns.finetune_epochs == 0
             # closed form: all of the 10%; gradient phases: early stopping on a split of it
             fit_set, val_set = (tr10, None) if closed_form else (tr10_fit, tr10_val)
         return adapt_subject(pretrained, fit_set, targets, subject=new, valset=val_set,
@@ -355,7 +355,6 @@ def stage_new_subject(ctx: RunContext) -> dict[str, Any]:
     out["n_trials_10pct"] = tr10.n_trials
     out["n_trials_full"] = full_train.n_trials
     out["fraction"] = ns.fraction
-    closed = pretrained.has_stimulus_map and ctx.config.decoder.adapter == "linear"
     out["adapter_init"] = "ridge" if closed else "random"
     preds = {"adapted_10pct": dec10.predict(Xt, subject=new)}
     if closed:

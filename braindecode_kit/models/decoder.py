@@ -230,29 +230,13 @@ class BrainDecoder(nn.Module):
         return (F @ w.T + b).astype(np.float32)
 
     @torch.no_grad()
-    def shared_features(self, X: Any, subject: str, batch_size: int = 512) -> np.ndarray:
-        """Encoder inputs ``(n, d_shared)`` of one subject's trials (adapter + its norm)."""
-        subject = str(subject)
-        if subject not in self.adapters:
-            raise KeyError(
-                f"Unknown subject {subject!r}; this decoder knows {self.subjects}."
-            )
-        self._check_shape(subject, X)
-        was_training = self.training
-        self.eval()
-        dtype = next(self.parameters()).dtype
-        out = []
-        try:
-            for start in range(0, X.shape[0], int(batch_size)):
-                chunk = np.asarray(X[start:start + int(batch_size)], dtype=np.float32)
-                check_finite("X", chunk)
-                xb = torch.from_numpy(chunk).to(device=self.device, dtype=dtype)
-                out.append(self.encode(xb, subject).float().cpu().numpy())
-        finally:
-            self.train(was_training)
-        if not out:
-            return np.zeros((0, self.config.d_shared), np.float32)
-        return np.concatenate(out)
+    def shared_features(self, X: Any, subject: str | None = None,
+                        batch_size: int = 512) -> np.ndarray:
+        """Encoder inputs ``(n, d_shared)`` of one subject's trials (adapter + its norm).
+
+        ``X`` and ``subject`` as in :meth:`predict`.
+        """
+        return self._batched(X, subject, batch_size, self.encode, (self.config.d_shared,))
 
     # ------------------------------------------------------------------ forward
     def _check_shape(self, subject: str, x: torch.Tensor | np.ndarray) -> None:
@@ -357,6 +341,13 @@ class BrainDecoder(nn.Module):
             ``(n_trials, embed_dim)`` (or the chosen head's shape).
         """
         check_option("head", head, self.head_names)
+        shape = {"image": (self.config.embed_dim,), "text": (self.config.text_dim,),
+                 "tokens": tuple(self.config.token_shape or ())}[head]
+        return self._batched(X, subject, batch_size, lambda xb, s: self(xb, s)[head], shape)
+
+    def _batched(self, X: Any, subject: str | None, batch_size: int, fn,
+                 out_shape: tuple[int, ...]) -> np.ndarray:
+        """``fn(batch, subject)`` over ``X`` in batches, eval mode, no gradient, float32."""
         if hasattr(X, "data") and hasattr(X, "subject") and not isinstance(X, np.ndarray):
             subject = subject if subject is not None else str(X.subject)
             X = X.data
@@ -387,17 +378,16 @@ class BrainDecoder(nn.Module):
         dtype = next(self.parameters()).dtype
         out = []
         try:
-            for start in range(0, X.shape[0], int(batch_size)):
-                chunk = np.asarray(X[start:start + int(batch_size)], dtype=np.float32)
-                check_finite("X", chunk)
-                xb = torch.from_numpy(chunk).to(device=device, dtype=dtype)
-                out.append(self(xb, subject)[head].float().cpu().numpy())
+            with torch.no_grad():
+                for start in range(0, X.shape[0], int(batch_size)):
+                    chunk = np.asarray(X[start:start + int(batch_size)], dtype=np.float32)
+                    check_finite("X", chunk)
+                    xb = torch.from_numpy(chunk).to(device=device, dtype=dtype)
+                    out.append(fn(xb, subject).float().cpu().numpy())
         finally:
             self.train(was_training)
         if not out:
-            shape = {"image": (self.config.embed_dim,), "text": (self.config.text_dim,),
-                     "tokens": tuple(self.config.token_shape or ())}[head]
-            return np.zeros((0, *shape), np.float32)
+            return np.zeros((0, *out_shape), np.float32)
         return np.concatenate(out).astype(np.float32, copy=False)
 
     # ------------------------------------------------------------------ persistence
