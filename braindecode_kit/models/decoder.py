@@ -428,6 +428,26 @@ class BrainDecoder(nn.Module):
         model.load_state_dict(load_file(str(directory / _WEIGHTS), device="cpu"), strict=True)
         return model.to(device).eval()
 
+    def _repr_html_(self) -> str:
+        import html
+
+        c = self.config
+        n_params = sum(p.numel() for p in self.parameters())
+        subj = "".join(
+            f"<tr><td>{html.escape(s)}</td><td>{html.escape(str(c.subjects[s]))}</td>"
+            f"<td>{html.escape(c.adapter_kind(s))}</td></tr>" for s in self.subjects)
+        smap = ("no" if not c.stimulus_map else
+                "image + caption embeddings" if c.stimulus_map_text_dim else "image embedding")
+        rows = [("shared space", f"{c.d_shared}-d, {c.n_blocks} residual blocks"),
+                ("heads", ", ".join(self.head_names) + f" (image: {c.embed_dim}-d)"),
+                ("parameters", f"{n_params:,}"),
+                ("stimulus map (new subjects in closed form)", smap)]
+        info = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th>"
+                       f"<td style='text-align:left'>{html.escape(v)}</td></tr>" for k, v in rows)
+        return ("<div><strong>BrainDecoder</strong><table>" + info + "</table>"
+                "<table><tr><th>subject</th><th>features</th><th>adapter</th></tr>" + subj
+                + "</table></div>")
+
     def extra_repr(self) -> str:
         c = self.config
         return (f"subjects={self.subjects}, d_shared={c.d_shared}, n_blocks={c.n_blocks}, "

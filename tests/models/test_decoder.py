@@ -153,3 +153,10 @@ def test_add_subject_rejects_duplicates_and_registry_is_open():
         ADAPTERS.pop("test-scaled")
     with pytest.raises(ValueError, match="'adapter'"):
         model.add_subject("s9", 4, adapter="nope")
+
+
+def test_decoder_shows_itself_in_notebooks():
+    cfg = DecoderConfig(subjects={"sub-01": 30, "sub-02": 45}, embed_dim=16, d_shared=32)
+    html = BrainDecoder(cfg, seed=0)._repr_html_()
+    assert "BrainDecoder" in html and "sub-02" in html and "32-d" in html
+    assert "stimulus map" in html and "<td style='text-align:left'>no</td>" in html
