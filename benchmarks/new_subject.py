@@ -76,9 +76,15 @@ def run(run_dir: str | Path = "runs/demo", fractions=(0.05, 0.1, 0.25), n_subset
     from braindecode_kit.config import load_config
     from braindecode_kit.embed import Targets
     from braindecode_kit.evaluate import retrieval_accuracy
-    from braindecode_kit.models import BrainDecoder, DecoderConfig
-    from braindecode_kit.stages import subsample_stimuli, test_set, train_val
-    from braindecode_kit.train import TrainConfig, adapt_subject, fit
+    from braindecode_kit.models import BrainDecoder
+    from braindecode_kit.stages import (
+        decoder_config,
+        small_data_config,
+        subsample_stimuli,
+        test_set,
+        train_val,
+    )
+    from braindecode_kit.train import adapt_subject, fit
     from braindecode_kit.trialset import TrialSet
 
     unknown = sorted(set(methods) - set(METHODS))
@@ -110,14 +116,6 @@ def run(run_dir: str | Path = "runs/demo", fractions=(0.05, 0.1, 0.25), n_subset
     def score(pred):
         return retrieval_accuracy(pred, Yt, n_candidates=n_cand, n_draws=30, seed=0)["top1"]
 
-    tc, dc = cfg.train, cfg.decoder
-
-    def train_cfg(n_trials):
-        return TrainConfig(epochs=tc.epochs, batch_size=tc.batch_size, lr=tc.lr,
-                           weight_decay=tc.weight_decay, schedule=tc.schedule,
-                           patience=tc.patience, seed=cfg.seed,
-                           steps_per_epoch=max(30, n_trials // tc.batch_size), **tc.extra)
-
     rows = []
     for frac in fractions:
         for k in range(n_subsets):
@@ -135,14 +133,12 @@ def run(run_dir: str | Path = "runs/demo", fractions=(0.05, 0.1, 0.25), n_subset
                 elif m == "sgd_adapter":
                     dec = adapt_subject(pretrained, fit_part, targets, subject=new,
                                         init="random", valset=val_part,
-                                        config=train_cfg(fit_part.n_trials), verbose="WARNING")
+                                        config=small_data_config(cfg, fit_part.n_trials), verbose="WARNING")
                     pred = dec.predict(Xt, subject=new)
                 elif m == "scratch":
-                    dcfg = DecoderConfig(subjects={new: sub.n_features}, adapter=dc.adapter,
-                                         d_shared=dc.d_shared, n_blocks=dc.n_blocks,
-                                         dropout=dc.dropout, embed_dim=Yt.shape[1], **dc.extra)
+                    dcfg = decoder_config(cfg, {new: sub}, Yt.shape[1])
                     res = fit(BrainDecoder(dcfg, seed=cfg.seed), [fit_part], targets,
-                              train_cfg(fit_part.n_trials), valsets=[val_part],
+                              small_data_config(cfg, fit_part.n_trials), valsets=[val_part],
                               verbose="WARNING")
                     pred = res.decoder.predict(Xt, subject=new)
                 else:

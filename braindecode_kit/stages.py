@@ -198,10 +198,11 @@ def subsample_stimuli(ts, fraction: float, seed: int):
     return ts.select(stimulus_ids=list(keep))
 
 
-def decoder_config(ctx: RunContext, trainsets: dict[str, Any], embed_dim: int):
+def decoder_config(config: PipelineConfig, trainsets: dict[str, Any], embed_dim: int):
+    """The DecoderConfig a pipeline config asks for, for these subjects' trial sets."""
     from .models import DecoderConfig
 
-    dc = ctx.config.decoder
+    dc = config.decoder
     return DecoderConfig(
         subjects={s: ts.n_features for s, ts in trainsets.items()},
         adapter=dc.adapter, d_shared=dc.d_shared, n_blocks=dc.n_blocks, dropout=dc.dropout,
@@ -209,15 +210,25 @@ def decoder_config(ctx: RunContext, trainsets: dict[str, Any], embed_dim: int):
     )
 
 
-def train_config(ctx: RunContext, **overrides):
+def train_config(config: PipelineConfig, **overrides):
+    """The TrainConfig a pipeline config asks for (keyword overrides win)."""
     from .train import TrainConfig
 
-    tc = ctx.config.train
+    tc = config.train
     kwargs = dict(epochs=tc.epochs, batch_size=tc.batch_size, lr=tc.lr,
                   weight_decay=tc.weight_decay, schedule=tc.schedule, patience=tc.patience,
-                  seed=ctx.seed, **tc.extra)
+                  seed=config.seed, **tc.extra)
     kwargs.update(overrides)
     return TrainConfig(**kwargs)
+
+
+def small_data_config(config: PipelineConfig, n_trials: int):
+    """:func:`train_config` for a few hundred trials: at least 30 steps an epoch.
+
+    A few hundred trials give 2-3 batches an epoch; without the floor a new adapter is
+    simply under-trained (measured: top-1 0.007 -> 0.04).
+    """
+    return train_config(config, steps_per_epoch=max(30, n_trials // config.train.batch_size))
 
 
 @stage("train", requires=("embed", "load_fmri"), enabled=_has_fmri)
@@ -233,8 +244,8 @@ def stage_train(ctx: RunContext) -> dict[str, Any]:
     trains, vals = {}, {}
     for s in pre:
         trains[s], vals[s] = train_val(trialsets[s], ctx.seed)
-    decoder = BrainDecoder(decoder_config(ctx, trains, targets.image.shape[1]), seed=ctx.seed)
-    result = fit(decoder, list(trains.values()), targets, train_config(ctx),
+    decoder = BrainDecoder(decoder_config(ctx.config, trains, targets.image.shape[1]), seed=ctx.seed)
+    result = fit(decoder, list(trains.values()), targets, train_config(ctx.config),
                  valsets=list(vals.values()), out_dir=ctx.run_dir / "train")
     # the map image -> shared space that gives a new subject's adapter its targets
     smap = fit_stimulus_map(result.decoder, list(trains.values()), targets)
@@ -312,6 +323,7 @@ def stage_new_subject(ctx: RunContext) -> dict[str, Any]:
     from .baselines import RidgeDecoder
     from .models import BrainDecoder
     from .train import adapt_subject, fit, learning_curve
+    from .transfer import can_solve_adapter
 
     ns = ctx.config.new_subject
     targets = get_targets(ctx)
@@ -326,18 +338,12 @@ def stage_new_subject(ctx: RunContext) -> dict[str, Any]:
     Yt = targets.loc(test.stimulus_ids).image
     Xt = np.asarray(test.data, dtype=np.float32)
 
-    def small_data_config(n_trials: int):
-        # a few hundred trials give 2-3 batches an epoch: keep at least 30 steps an epoch
-        # so the new adapter is not simply under-trained (measured: 0.007 -> 0.04 top-1)
-        bs = ctx.config.train.batch_size
-        return train_config(ctx, steps_per_epoch=max(30, n_trials // bs))
-
     tr10 = subsample_stimuli(full_train, ns.fraction, ctx.seed)
     # gradient-trained models of the small-data regime stop early on a stimulus split of
     # the same 10% (validating on trials outside it would give them more labelled data)
     tr10_fit, tr10_val = train_val(tr10, ctx.seed)
     # adapt_subject's default: the adapter in closed form (see braindecode_kit.transfer)
-    closed = pretrained.has_stimulus_map and ctx.config.decoder.adapter == "linear"
+    closed = can_solve_adapter(pretrained)
 
     def adapted(fraction: float, init: str = "auto"):
         if fraction >= 1:
@@ -347,7 +353,7 @@ def stage_new_subject(ctx: RunContext) -> dict[str, Any]:
             # closed form: all of the 10%; gradient phases: early stopping on a split of it
             fit_set, val_set = (tr10, None) if closed_form else (tr10_fit, tr10_val)
         return adapt_subject(pretrained, fit_set, targets, subject=new, valset=val_set,
-                             config=small_data_config(fit_set.n_trials), init=init,
+                             config=small_data_config(ctx.config, fit_set.n_trials), init=init,
                              finetune_epochs=ns.finetune_epochs)
 
     out: dict[str, Any] = {}
@@ -361,8 +367,8 @@ def stage_new_subject(ctx: RunContext) -> dict[str, Any]:
         # ablation: the same frozen encoder, the adapter learned by gradient descent instead
         dec_sgd = adapted(ns.fraction, init="random")
         preds["adapted_sgd_10pct"] = dec_sgd.predict(Xt, subject=new)
-    scratch = BrainDecoder(decoder_config(ctx, {new: tr10}, Yt.shape[1]), seed=ctx.seed)
-    res = fit(scratch, [tr10_fit], targets, small_data_config(tr10_fit.n_trials),
+    scratch = BrainDecoder(decoder_config(ctx.config, {new: tr10}, Yt.shape[1]), seed=ctx.seed)
+    res = fit(scratch, [tr10_fit], targets, small_data_config(ctx.config, tr10_fit.n_trials),
               valsets=[tr10_val])
     preds["scratch_10pct"] = res.decoder.predict(Xt, subject=new)
     ridge = RidgeDecoder().fit(np.asarray(tr10.data, dtype=np.float32),
@@ -381,7 +387,7 @@ def stage_new_subject(ctx: RunContext) -> dict[str, Any]:
              {"fraction": 1.0, "n_trials": full_train.n_trials, **out["adapted_full"]}]
     if extra:
         frame = learning_curve(pretrained, full_train, targets, fractions=extra, testset=test,
-                               config=small_data_config(full_train.n_trials),
+                               config=small_data_config(ctx.config, full_train.n_trials),
                                finetune_epochs=ns.finetune_epochs, subject=new,
                                n_candidates=min(ec.n_candidates, len(Yt)),
                                n_draws=ec.n_draws, seed=ctx.seed)

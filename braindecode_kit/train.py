@@ -37,7 +37,6 @@ from torch import nn
 from ._logging import logger, progress, verbose
 from ._utils import PathLike, atomic_dir, check_finite, check_option, hash_jsonable
 from ._utils import write_json_atomic as _write_json
-from .models.adapters import LinearAdapter
 from .models.decoder import BrainDecoder, state_dict_for_saving
 from .models.losses import SCHEDULE_KINDS, CombinedLoss, LossSchedule, mixco_grouped
 
@@ -1105,21 +1104,20 @@ def adapt_subject(
     check_option("init", init, ("auto", "ridge", "random"))
     if adapter_epochs is not None and (not isinstance(adapter_epochs, int) or adapter_epochs < 0):
         raise ValueError(f"adapter_epochs must be None or a non-negative int, got {adapter_epochs!r}.")
-    model = copy.deepcopy(decoder).cpu()
-    module = model.add_subject(name, sets[0].X.shape[1:] if len(sets[0].X.shape) > 2
-                               else sets[0].X.shape[1], adapter=adapter)
-    use_ridge = init == "ridge" or (init == "auto" and model.has_stimulus_map
-                                    and isinstance(module, LinearAdapter))
-    if use_ridge:
-        if not model.has_stimulus_map:
-            raise ValueError(
-                "init='ridge' needs a decoder with a stimulus map: call "
-                "braindecode_kit.transfer.fit_stimulus_map(decoder, trainsets, targets) after "
-                "training it, or use init='random'."
-            )
-        from .transfer import ridge_adapter
+    from .transfer import can_solve_adapter, ridge_adapter
 
-        prep = _prepare(_normalize_sets(train_set, "new_trialset"), targets, "new_trialset")
+    use_ridge = init == "ridge" or (init == "auto" and can_solve_adapter(decoder, adapter))
+    if use_ridge and not decoder.has_stimulus_map:
+        raise ValueError(
+            "init='ridge' needs a decoder with a stimulus map: call "
+            "braindecode_kit.transfer.fit_stimulus_map(decoder, trainsets, targets) after "
+            "training it, or use init='random'."
+        )
+    model = copy.deepcopy(decoder).cpu()
+    model.add_subject(name, sets[0].X.shape[1:] if len(sets[0].X.shape) > 2
+                      else sets[0].X.shape[1], adapter=adapter)
+    if use_ridge:
+        prep = _prepare(sets, targets, "new_trialset")  # the sets checked above, not re-read
         data = prep.sets[0]
         text = None
         if model.config.stimulus_map_text_dim:

@@ -31,13 +31,24 @@ import numpy as np
 import torch
 
 from ._logging import logger
-from .models.adapters import LinearAdapter
+from .models.adapters import ADAPTERS, LinearAdapter
 from .models.decoder import BrainDecoder
 
-__all__ = ["fit_stimulus_map", "ridge_adapter", "shared_space_targets"]
+__all__ = ["can_solve_adapter", "fit_stimulus_map", "ridge_adapter", "shared_space_targets"]
 
 #: candidate ridge penalties of the stimulus map (CLIP embeddings are few, well-conditioned dims)
 _MAP_ALPHAS = np.logspace(-5, 4, 19)
+
+
+def can_solve_adapter(decoder: BrainDecoder, adapter: str | None = None) -> bool:
+    """Whether a new subject's ``adapter`` kind can be solved in closed form for ``decoder``.
+
+    True when the decoder has a stimulus map and the kind (None: the decoder's default) is
+    linear; this is what ``adapt_subject(init="auto")`` decides with.
+    """
+    kind = adapter if adapter is not None else decoder.config.adapter
+    cls = ADAPTERS.get(kind)
+    return decoder.has_stimulus_map and cls is not None and issubclass(cls, LinearAdapter)
 
 
 def _sets_and_tables(sets: Any, targets: Any, name: str):
@@ -161,8 +172,11 @@ def shared_space_targets(decoder: BrainDecoder, Y: np.ndarray, text: np.ndarray 
     new adapter's norm starts from the other subjects' mean scale ``g`` and shift ``b``, so
     its linear output should be ``(u - b) / g``.
     """
-    U = decoder.map_stimuli(Y, text)
-    params = _norm_params(decoder, exclude=subject)
+    return _pre_norm(decoder.map_stimuli(Y, text), _norm_params(decoder, exclude=subject))
+
+
+def _pre_norm(U: np.ndarray, params) -> np.ndarray:
+    """What the linear adapter must output for a LayerNorm with ``params`` to give ``U``."""
     if params is None:
         return U
     w, b = params
@@ -222,7 +236,8 @@ def ridge_adapter(decoder: BrainDecoder, subject: str, X: Any, Y: np.ndarray,
             f"Y must have shape ({X.shape[0]}, {decoder.config.embed_dim}) (one CLIP image "
             f"embedding per trial), but got {Y.shape}."
         )
-    T = shared_space_targets(decoder, Y, text, subject=subject)
+    params = _norm_params(decoder, exclude=subject)
+    T = _pre_norm(decoder.map_stimuli(Y, text), params)
     ridge = RidgeDecoder(alphas=alphas, cv=cv, random_state=random_state)
     ridge.fit(X, T, groups=groups)
     # predict() = ((X @ coef.T + intercept) - pred_mean) / pred_scale * y_scale + y_mean:
@@ -234,7 +249,6 @@ def ridge_adapter(decoder: BrainDecoder, subject: str, X: Any, Y: np.ndarray,
         lin = adapter.linear
         lin.weight.copy_(torch.as_tensor(weight, dtype=lin.weight.dtype))
         lin.bias.copy_(torch.as_tensor(bias, dtype=lin.bias.dtype))
-        params = _norm_params(decoder, exclude=subject)
         norm = decoder.adapter_norms[subject]
         if params is not None and isinstance(norm, torch.nn.LayerNorm):
             norm.weight.copy_(torch.as_tensor(params[0], dtype=norm.weight.dtype))

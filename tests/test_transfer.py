@@ -9,7 +9,12 @@ from braindecode_kit.baselines import RidgeDecoder
 from braindecode_kit.evaluate import retrieval_accuracy
 from braindecode_kit.models import BrainDecoder, DecoderConfig
 from braindecode_kit.train import TrainConfig, adapt_subject, fit
-from braindecode_kit.transfer import fit_stimulus_map, ridge_adapter, shared_space_targets
+from braindecode_kit.transfer import (
+    can_solve_adapter,
+    fit_stimulus_map,
+    ridge_adapter,
+    shared_space_targets,
+)
 
 BASE = ["sub-01", "sub-02", "sub-03"]
 FAST = dict(epochs=12, batch_size=32, patience=None, val_n_draws=3, lr=3e-3)
@@ -129,6 +134,8 @@ def test_adapt_subject_ridge_init_beats_gradient_init_with_few_trials(problem, b
 def test_adapt_subject_init_errors(problem, base, mapped):
     subs, targets = problem
     new = ("sub-04", subs["sub-04"]["X_train"], list(subs["sub-04"]["ids_train"]))
+    assert can_solve_adapter(mapped[0]) and not can_solve_adapter(mapped[0], "mlp")
+    assert not can_solve_adapter(base)  # no stimulus map
     with pytest.raises(ValueError, match="stimulus map"):
         adapt_subject(base, new, targets, init="ridge")
     with pytest.raises(ValueError, match="'linear' adapter"):

@@ -179,7 +179,6 @@ class BrainDecoder(nn.Module):
         device = self.device
         self._register_stimulus_map(w.to(device), b.to(device))
 
-    @torch.no_grad()
     def map_stimuli(self, Y: np.ndarray, text: np.ndarray | None = None) -> np.ndarray:
         """Shared-space representation predicted for stimuli from their CLIP embeddings.
 
@@ -229,7 +228,6 @@ class BrainDecoder(nn.Module):
         b = self.stimulus_map_bias.detach().cpu().numpy()
         return (F @ w.T + b).astype(np.float32)
 
-    @torch.no_grad()
     def shared_features(self, X: Any, subject: str | None = None,
                         batch_size: int = 512) -> np.ndarray:
         """Encoder inputs ``(n, d_shared)`` of one subject's trials (adapter + its norm).
@@ -313,7 +311,6 @@ class BrainDecoder(nn.Module):
         return {name: head(h) for name, head in self.heads.items()}
 
     # ------------------------------------------------------------------ predict
-    @torch.no_grad()
     def predict(
         self,
         X: Any,
