@@ -1115,7 +1115,7 @@ def adapt_subject(
         )
     model = copy.deepcopy(decoder).cpu()
     model.add_subject(name, sets[0].X.shape[1:] if len(sets[0].X.shape) > 2
-                      else sets[0].X.shape[1], adapter=adapter)
+                      else sets[0].X.shape[1], adapter=adapter, seed=config.seed)
     if use_ridge:
         prep = _prepare(sets, targets, "new_trialset")  # the sets checked above, not re-read
         data = prep.sets[0]

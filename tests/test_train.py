@@ -275,3 +275,18 @@ def test_fit_and_predict_with_trialsets_and_dataframe_targets(problem):
               valsets=[ts(n, "test") for n in names])
     assert res.best_val_top1 is not None
     assert dec.predict(ts("sub-02", "test")).shape == (60, 16)
+
+
+def test_adapt_subject_is_seeded_whatever_ran_before(problem):
+    subs, targets = problem
+    names = ["sub-01", "sub-02"]
+    base = fit(_decoder(subs, names), _sets(subs, "train", names), targets,
+               TrainConfig(**FAST)).decoder
+    new = ("sub-03", subs["sub-03"]["X_train"], list(subs["sub-03"]["ids_train"]))
+    cfg = TrainConfig(**{**FAST, "epochs": 1})
+    a = adapt_subject(base, new, targets, config=cfg)
+    torch.rand(1000)  # the global random state moves on
+    b = adapt_subject(base, new, targets, config=cfg)
+    assert _same_weights(a, b)
+    c = adapt_subject(base, new, targets, config=TrainConfig(**{**FAST, "epochs": 1, "seed": 5}))
+    assert not torch.equal(a.adapters["sub-03"].linear.weight, c.adapters["sub-03"].linear.weight)

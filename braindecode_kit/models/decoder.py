@@ -118,7 +118,7 @@ class BrainDecoder(nn.Module):
         return next(self.parameters()).device
 
     def add_subject(self, name: str, n_features: int | Sequence[int],
-                    adapter: str | None = None) -> nn.Module:
+                    adapter: str | None = None, seed: int | None = None) -> nn.Module:
         """Add a fresh adapter for a new subject (in place) and return it.
 
         Parameters
@@ -129,6 +129,9 @@ class BrainDecoder(nn.Module):
             Its number of features (or per-trial input shape).
         adapter : str or None
             Adapter kind; None uses ``config.adapter``.
+        seed : int or None
+            If given, the adapter is initialised from this seed without touching the
+            global torch random state (else from the global state).
         """
         name = str(name)
         if name in self.config.subjects:
@@ -141,7 +144,12 @@ class BrainDecoder(nn.Module):
         if adapter is not None and adapter != self.config.adapter:
             new_cfg["adapter_kinds"][name] = adapter
         self.config = DecoderConfig.from_dict(new_cfg)
-        module = self._make_adapter(name)
+        if seed is None:
+            module = self._make_adapter(name)
+        else:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(int(seed))
+                module = self._make_adapter(name)
         return module.to(self.device)
 
     # ------------------------------------------------------------------ stimulus map
