@@ -208,11 +208,18 @@ def test_bf16_on_cpu_runs(problem):
     assert next(res.decoder.parameters()).dtype == torch.float32
 
 
-def test_adapt_subject_freezes_shared_and_copies(problem):
+@pytest.fixture(scope="module")
+def base_two(problem):
+    """A decoder trained on sub-01 and sub-02 (sub-03 is the new subject); not modified."""
     subs, targets = problem
-    base_names = ["sub-01", "sub-02"]
-    base = fit(_decoder(subs, base_names), _sets(subs, "train", base_names), targets,
+    names = ["sub-01", "sub-02"]
+    return fit(_decoder(subs, names), _sets(subs, "train", names), targets,
                TrainConfig(**FAST)).decoder
+
+
+def test_adapt_subject_freezes_shared_and_copies(problem, base_two):
+    subs, targets = problem
+    base = base_two
     before = {k: v.clone() for k, v in base.state_dict().items()}
     new = ("sub-03", subs["sub-03"]["X_train"], list(subs["sub-03"]["ids_train"]))
     adapted = adapt_subject(base, new, targets, config=TrainConfig(**FAST))
@@ -236,11 +243,9 @@ def test_adapt_subject_freezes_shared_and_copies(problem):
                              list(subs["sub-01"]["ids_train"])), targets)
 
 
-def test_learning_curve_by_stimulus(problem):
+def test_learning_curve_by_stimulus(problem, base_two):
     subs, targets = problem
-    names = ["sub-01", "sub-02"]
-    base = fit(_decoder(subs, names), _sets(subs, "train", names), targets,
-               TrainConfig(**FAST)).decoder
+    base = base_two
     tr = ("sub-03", subs["sub-03"]["X_train"], list(subs["sub-03"]["ids_train"]))
     te = ("sub-03", subs["sub-03"]["X_test"], list(subs["sub-03"]["ids_test"]))
     df = learning_curve(base, tr, targets, fractions=(0.25, 1.0), testset=te,
@@ -277,11 +282,9 @@ def test_fit_and_predict_with_trialsets_and_dataframe_targets(problem):
     assert dec.predict(ts("sub-02", "test")).shape == (60, 16)
 
 
-def test_adapt_subject_is_seeded_whatever_ran_before(problem):
+def test_adapt_subject_is_seeded_whatever_ran_before(problem, base_two):
     subs, targets = problem
-    names = ["sub-01", "sub-02"]
-    base = fit(_decoder(subs, names), _sets(subs, "train", names), targets,
-               TrainConfig(**FAST)).decoder
+    base = base_two
     new = ("sub-03", subs["sub-03"]["X_train"], list(subs["sub-03"]["ids_train"]))
     cfg = TrainConfig(**{**FAST, "epochs": 1})
     a = adapt_subject(base, new, targets, config=cfg)
