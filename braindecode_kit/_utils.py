@@ -1,16 +1,15 @@
-"""Small helpers shared by the whole package: atomic writes, seeds, soft imports,
-input checks and hashing."""
+"""Small helpers shared by the whole package: atomic writes, JSON and hashing.
+
+Input checks live in :mod:`braindecode_kit._checks`."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib
 import json
 import os
-import random
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -93,57 +92,6 @@ def _json_default(o: Any) -> Any:
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"Object of type {type(o).__name__} is not JSON serializable")
-
-
-# --------------------------------------------------------------------------- seeds
-def seed_everything(seed: int) -> np.random.Generator:
-    """Seed Python, NumPy and torch (if imported) and return a NumPy Generator."""
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    import sys
-
-    if "torch" in sys.modules:
-        import torch
-
-        torch.manual_seed(seed)
-    return np.random.default_rng(seed)
-
-
-# --------------------------------------------------------------------------- soft imports
-def soft_import(name: str, purpose: str, extra: str | None = None, strict: bool = True):
-    """Import an optional dependency, or raise an ImportError with an install hint."""
-    try:
-        return importlib.import_module(name)
-    except ImportError as err:
-        if not strict:
-            return None
-        hint = f"pip install 'braindecode-kit[{extra}]'" if extra else f"pip install {name}"
-        raise ImportError(f"{name} is needed for {purpose}. Install with: {hint}") from err
-
-
-# --------------------------------------------------------------------------- checks
-def check_option(name: str, value: Any, allowed: Sequence[Any]) -> Any:
-    """Refuse ``value`` unless it is one of ``allowed``, MNE-style."""
-    if value not in allowed:
-        allowed_s = ", ".join(repr(a) for a in allowed)
-        raise ValueError(
-            f"Invalid value for the {name!r} parameter. Allowed values are {allowed_s}, "
-            f"but got {value!r} instead."
-        )
-    return value
-
-
-def check_finite(name: str, array: np.ndarray) -> None:
-    """Refuse an array with NaN or infinite values, saying how many and where."""
-    arr = np.asarray(array)
-    if arr.dtype.kind in "fc":
-        bad = ~np.isfinite(arr)
-        if bad.any():
-            first = tuple(int(i) for i in np.argwhere(bad)[0])
-            raise ValueError(
-                f"{name} must contain only finite values, but found {int(bad.sum())} NaN or "
-                f"infinite value(s) (first at index {first})."
-            )
 
 
 # --------------------------------------------------------------------------- hashing

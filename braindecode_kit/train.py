@@ -35,7 +35,8 @@ import torch
 from torch import nn
 
 from ._logging import logger, progress, verbose
-from ._utils import PathLike, atomic_dir, check_finite, check_option, hash_jsonable
+from ._checks import check_finite, check_option
+from ._utils import PathLike, atomic_dir, hash_jsonable
 from ._utils import write_json_atomic as _write_json
 from .models.decoder import BrainDecoder, state_dict_for_saving
 from .models.losses import SCHEDULE_KINDS, CombinedLoss, LossSchedule, mixco_grouped

@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from ._utils import PathLike, atomic_dir, check_option, write_json_atomic
+from ._checks import check_option
+from ._utils import PathLike, atomic_dir, write_json_atomic
 
 if TYPE_CHECKING:  # pragma: no cover
     import mne

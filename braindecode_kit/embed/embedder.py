@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 
 from .._logging import logger, progress, verbose
-from .._utils import PathLike, check_option, hash_file
+from .._checks import check_option
+from .._utils import PathLike, hash_file
 
 __all__ = ["Embedder", "PRECISIONS"]
 

@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 
 from .._logging import logger, verbose
-from .._utils import PathLike, atomic_dir, atomic_path, check_finite, hash_jsonable
+from .._checks import check_finite
+from .._utils import PathLike, atomic_dir, atomic_path, hash_jsonable
 
 __all__ = ["Targets", "embed_stimuli", "default_cache_dir"]
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .._utils import check_option
+from .._checks import check_option
 
 __all__ = ["zero_shot_attributes", "caption_retrieval", "class_prompts"]
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .._utils import check_finite, check_option
+from .._checks import check_finite, check_option
 
 __all__ = ["DIRECTIONS", "retrieval_accuracy", "two_way_identification"]
 

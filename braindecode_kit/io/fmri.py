@@ -30,7 +30,8 @@ import numpy as np
 import pandas as pd
 
 from .._logging import logger, verbose
-from .._utils import PathLike, atomic_path, check_option, hash_jsonable, write_json_atomic
+from .._checks import check_option
+from .._utils import PathLike, atomic_path, hash_jsonable, write_json_atomic
 from ..trialset import TrialSet, VoxelInfo, check_no_leak
 
 __all__ = [

@@ -32,7 +32,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from .._utils import check_option
+from .._checks import check_option
 
 __all__ = [
     "frame_times",

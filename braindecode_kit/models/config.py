@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._checks import check_positive_int
+
 __all__ = ["DecoderConfig", "FeatureShape"]
 
 FeatureShape = int | tuple[int, ...]
@@ -19,21 +21,13 @@ FeatureShape = int | tuple[int, ...]
 _NORMS = ("layernorm", "none")
 
 
-def _check_pos_int(name: str, value: Any, allow_zero: bool = False) -> int:
-    ok = isinstance(value, int) and not isinstance(value, bool)
-    if not ok or value < (0 if allow_zero else 1):
-        lo = "a non-negative" if allow_zero else "a positive"
-        raise ValueError(f"{name} must be {lo} integer, but got {value!r}.")
-    return int(value)
-
-
 def _norm_shape(subject: str, value: Any) -> FeatureShape:
     if isinstance(value, (list, tuple)):
-        dims = tuple(_check_pos_int(f"subjects[{subject!r}]", int(v)) for v in value)
+        dims = tuple(check_positive_int(f"subjects[{subject!r}]", int(v)) for v in value)
         if not dims:
             raise ValueError(f"subjects[{subject!r}] must not be an empty shape.")
         return dims[0] if len(dims) == 1 else dims
-    return _check_pos_int(f"subjects[{subject!r}]", value)
+    return check_positive_int(f"subjects[{subject!r}]", value)
 
 
 @dataclass
@@ -113,11 +107,11 @@ class DecoderConfig:
                 f"{type(self.subjects).__name__}."
             )
         self.subjects = {str(k): _norm_shape(str(k), v) for k, v in self.subjects.items()}
-        self.embed_dim = _check_pos_int("embed_dim", self.embed_dim)
-        self.d_shared = _check_pos_int("d_shared", self.d_shared)
-        self.n_blocks = _check_pos_int("n_blocks", self.n_blocks, allow_zero=True)
-        self.adapter_hidden = _check_pos_int("adapter_hidden", self.adapter_hidden)
-        self.head_hidden = _check_pos_int("head_hidden", self.head_hidden, allow_zero=True)
+        self.embed_dim = check_positive_int("embed_dim", self.embed_dim)
+        self.d_shared = check_positive_int("d_shared", self.d_shared)
+        self.n_blocks = check_positive_int("n_blocks", self.n_blocks, allow_zero=True)
+        self.adapter_hidden = check_positive_int("adapter_hidden", self.adapter_hidden)
+        self.head_hidden = check_positive_int("head_hidden", self.head_hidden, allow_zero=True)
         for name in ("dropout", "adapter_dropout"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or not 0.0 <= float(v) < 1.0:
@@ -142,16 +136,16 @@ class DecoderConfig:
                     f"token_shape must be (n_tokens, token_dim), but got {self.token_shape!r}."
                 )
             self.token_shape = (
-                _check_pos_int("token_shape[0]", int(ts[0])),
-                _check_pos_int("token_shape[1]", int(ts[1])),
+                check_positive_int("token_shape[0]", int(ts[0])),
+                check_positive_int("token_shape[1]", int(ts[1])),
             )
         if self.token_rank is not None:
-            self.token_rank = _check_pos_int("token_rank", self.token_rank)
+            self.token_rank = check_positive_int("token_rank", self.token_rank)
         if self.text_dim is not None:
-            self.text_dim = _check_pos_int("text_dim", self.text_dim)
+            self.text_dim = check_positive_int("text_dim", self.text_dim)
         if not isinstance(self.stimulus_map, bool):
             raise TypeError(f"stimulus_map must be a bool, but got {self.stimulus_map!r}.")
-        self.stimulus_map_text_dim = _check_pos_int("stimulus_map_text_dim",
+        self.stimulus_map_text_dim = check_positive_int("stimulus_map_text_dim",
                                                     self.stimulus_map_text_dim, allow_zero=True)
 
     # ------------------------------------------------------------------ helpers

@@ -12,7 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._utils import PathLike, atomic_dir, check_finite, check_option
+from .._checks import check_finite, check_option
+from .._utils import PathLike, atomic_dir
 from .adapters import build_adapter
 from .config import DecoderConfig
 from .encoder import ResidualMLP

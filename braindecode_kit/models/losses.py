@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._utils import check_option
+from .._checks import check_option
 
 __all__ = [
     "CombinedLoss",

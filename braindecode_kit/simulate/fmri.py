@@ -68,6 +68,7 @@ import numpy as np
 import pandas as pd
 
 from .._logging import logger, progress, verbose
+from .._checks import check_float, check_int
 from .._utils import _json_default, atomic_dir, hash_jsonable
 from . import encoding as enc
 from .noise import (
@@ -99,27 +100,6 @@ _TAGS = {"split": 1, "schedule": 2, "mixer": 3, "subject": 4, "oracle": 5}
 # --------------------------------------------------------------------------- helpers
 def _rng(seed: int, tag: str, *more: int) -> np.random.Generator:
     return np.random.default_rng([int(seed), _TAGS[tag], *[int(m) for m in more]])
-
-
-def _check_int(name: str, value: Any, lo: int, allow_none: bool = False) -> int | None:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
-        extra = " or None" if allow_none else ""
-        raise ValueError(f"'{name}' must be an integer >= {lo}{extra}, but got {value!r}.")
-    return int(value)
-
-
-def _check_float(name: str, value: Any, lo: float, hi: float = math.inf,
-                 lo_open: bool = False) -> float:
-    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-    if ok:
-        v = float(value)
-        ok = math.isfinite(v) and (v > lo if lo_open else v >= lo) and v <= hi
-    if not ok:
-        rng = f"{'(' if lo_open else '['}{lo}, {hi}]"
-        raise ValueError(f"'{name}' must be a finite number in {rng}, but got {value!r}.")
-    return float(value)
 
 
 def _savez(path: Path, **arrays: np.ndarray) -> None:
@@ -603,24 +583,24 @@ def simulate_fmri(
                 f"'stimuli' must be a StimulusSet (with ids, load_image and attributes), but "
                 f"got {type(stimuli).__name__}."
             )
-    n_subjects = _check_int("n_subjects", n_subjects, 1)
-    seed = _check_int("seed", seed, 0)
+    n_subjects = check_int("n_subjects", n_subjects, 1)
+    seed = check_int("seed", seed, 0)
     if n_subjects > 99:
         raise ValueError(f"'n_subjects' must be at most 99, but got {n_subjects}.")
-    snr_v = NSD_MEDIAN_NCSNR if snr is None else _check_float("snr", snr, 0.0, 100.0)
-    tr = _check_float("tr", tr, 0.1, 10.0)
-    n_sessions = _check_int("n_sessions", n_sessions, 1, allow_none=True)
-    n_shared_test = _check_int("n_shared_test", n_shared_test, 2)
-    n_test_reps = _check_int("n_test_reps", n_test_reps, 1)
-    n_train_per_subject = _check_int("n_train_per_subject", n_train_per_subject, 1,
+    snr_v = NSD_MEDIAN_NCSNR if snr is None else check_float("snr", snr, 0.0, 100.0)
+    tr = check_float("tr", tr, 0.1, 10.0)
+    n_sessions = check_int("n_sessions", n_sessions, 1, allow_none=True)
+    n_shared_test = check_int("n_shared_test", n_shared_test, 2)
+    n_test_reps = check_int("n_test_reps", n_test_reps, 1)
+    n_train_per_subject = check_int("n_train_per_subject", n_train_per_subject, 1,
                                      allow_none=True)
-    n_train_reps = _check_int("n_train_reps", n_train_reps, 1)
-    n_voxels = _check_int("n_voxels", n_voxels, 50)
+    n_train_reps = check_int("n_train_reps", n_train_reps, 1)
+    n_voxels = check_int("n_voxels", n_voxels, 50)
     if n_voxels > 200_000:
         raise ValueError(f"'n_voxels' must be at most 200000, but got {n_voxels}.")
-    trials_per_run = _check_int("trials_per_run", trials_per_run, 1)
-    blank_fraction = _check_float("blank_fraction", blank_fraction, 0.0, 1.0)
-    glm_noise_fraction = _check_float("glm_noise_fraction", glm_noise_fraction, 0.0, 0.999,
+    trials_per_run = check_int("trials_per_run", trials_per_run, 1)
+    blank_fraction = check_float("blank_fraction", blank_fraction, 0.0, 1.0)
+    glm_noise_fraction = check_float("glm_noise_fraction", glm_noise_fraction, 0.0, 0.999,
                                       lo_open=True)
     ids_all = [str(i) for i in stimuli.ids]
     if len(set(ids_all)) != len(ids_all):
