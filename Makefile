@@ -19,6 +19,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 test: install
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -n 2 --dist loadfile --timeout 1200 tests --nbmake notebooks $(PYTEST_ARGS)
 
 demo: install

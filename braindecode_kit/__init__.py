@@ -9,8 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ._lazy import attach
-
-__version__ = "0.1.0"
+from ._version import __version__
 
 # public name -> module that defines it
 _LAZY = {
@@ -20,9 +19,10 @@ _LAZY = {
     "RidgeDecoder": "braindecode_kit.baselines",
     "set_log_level": "braindecode_kit._logging",
 }
+# subpackages and modules reachable as attributes (only those that exist)
 _SUBMODULES = {
-    "io", "embed", "models", "evaluate", "simulate", "recipes", "reconstruct", "caption",
-    "baselines", "train", "stimuli", "trialset", "pipeline", "config", "cli", "estimators",
+    "io", "embed", "models", "evaluate", "simulate", "recipes", "baselines", "train",
+    "stimuli", "trialset", "info", "splits", "pipeline", "cli", "estimators",
 }
 
 __all__ = ["ContrastiveDecoder", "RidgeDecoder", "StimulusSet", "TrialSet", "__version__",

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from .._docs import fill_doc
 from .._logging import logger, progress, verbose
 from .._utils import PathLike, atomic_path, write_json_atomic
 
@@ -221,6 +222,7 @@ def _to_tensor(images: np.ndarray):
     return (x - mean) / std
 
 
+@fill_doc
 @verbose
 def train_builtin_clip(
     out_dir: PathLike,
@@ -266,8 +268,7 @@ def train_builtin_clip(
         rewards telling shapes apart.
     threads : int or None
         torch threads (None: leave as is).
-    verbose : bool | str | int | None
-        Log level for this call.
+    %(verbose)s
 
     Returns
     -------

@@ -20,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from .._logging import logger, progress, verbose
 from .._checks import check_option
+from .._docs import fill_doc
+from .._logging import logger, progress, verbose
 from .._utils import PathLike, hash_file
 
 __all__ = ["Embedder", "PRECISIONS"]
@@ -65,6 +66,7 @@ def _looks_like_path(value: str) -> bool:
             or Path(value).suffix.lower() in (".safetensors", ".bin", ".pt", ".pth", ".ckpt"))
 
 
+@fill_doc
 class Embedder:
     """A CLIP model that turns images and texts into L2-normalised embeddings.
 
@@ -89,8 +91,7 @@ class Embedder:
         Images or texts per forward pass.
     precision : {"fp32", "fp16", "bf16"}
         Weights and inputs dtype; outputs are always float32.
-    verbose : bool | str | int | None
-        Log level while loading.
+    %(verbose)s
 
     Attributes
     ----------

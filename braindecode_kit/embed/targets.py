@@ -20,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from .._logging import logger, verbose
 from .._checks import check_finite
+from .._docs import fill_doc
+from .._logging import logger, verbose
 from .._utils import PathLike, atomic_dir, atomic_path, hash_jsonable
 
 __all__ = ["Targets", "embed_stimuli", "default_cache_dir"]
@@ -174,7 +175,8 @@ class Targets:
         path = Path(path)
         arrays = {k: np.ascontiguousarray(getattr(self, k)) for k in _ARRAYS
                   if getattr(self, k) is not None}
-        with atomic_dir(path) as tmp:
+        with atomic_dir(path, kind="targets",
+                        produces={"targets.safetensors", "targets.json"}) as tmp:
             save_file(arrays, str(tmp / "targets.safetensors"), metadata={"format": _FORMAT})
             doc = {"format": _FORMAT, "ids": self.ids, "meta": self.meta,
                    "arrays": {k: list(v.shape) for k, v in arrays.items()}}
@@ -337,6 +339,7 @@ def _caption_means(embedder, stimuli, ids: list[str]) -> np.ndarray:
     return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
+@fill_doc
 @verbose
 def embed_stimuli(
     stimuli,
@@ -367,8 +370,7 @@ def embed_stimuli(
         embedder's :attr:`~Embedder.identity`, its precision and preprocessing, and each
         stimulus' :meth:`~braindecode_kit.StimulusSet.fingerprint` (image and captions), so
         changed pixels or weights never reuse stale rows.
-    verbose : bool | str | int | None
-        Log level for this call.
+    %(verbose)s
 
     Returns
     -------

@@ -67,9 +67,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._logging import logger, progress, verbose
 from .._checks import check_float, check_int
-from .._utils import _json_default, atomic_dir, hash_jsonable
+from .._docs import fill_doc
+from .._logging import logger, progress, verbose
+from .._utils import atomic_dir, hash_jsonable, json_default
 from . import encoding as enc
 from .noise import (
     N_FACTORS,
@@ -135,7 +136,7 @@ def _tsv(path: Path, df: pd.DataFrame) -> None:
 
 
 def _json(path: Path, obj: Any) -> None:
-    path.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n",
+    path.write_text(json.dumps(obj, indent=2, sort_keys=False, default=json_default) + "\n",
                     encoding="utf-8")
 
 
@@ -490,6 +491,7 @@ class SimulatedFMRI:
 
 
 # --------------------------------------------------------------------------- main entry
+@fill_doc
 @verbose
 def simulate_fmri(
     stimuli,
@@ -560,8 +562,7 @@ def simulate_fmri(
     overwrite : bool
         Replace an existing ``out_dir``. Without it, an existing dataset simulated with the
         same arguments is reopened and anything else refused.
-    verbose : bool | str | int | None
-        Log level for this call (``True``: progress messages).
+    %(verbose)s
 
     Returns
     -------
@@ -704,7 +705,7 @@ def simulate_fmri(
     ext = ".nii.gz" if compress else ".nii"
     n_runs_per_subject = len(sched.runs)
     subject_info: dict[str, dict] = {}
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, kind="simulated fMRI dataset") as tmp:
         for s in range(n_subjects):
             label = f"{s + 1:02d}"
             subject_info[label] = _simulate_subject(
@@ -941,7 +942,7 @@ def _model_description(label: str) -> dict:
 def _write_top(root: Path, ids_all: list[str], test_idx: np.ndarray, train_idx: list[np.ndarray],
                sched: _Schedule, subject_info: dict, params: dict, nsd_layout: bool,
                mixer: enc.SemanticMixer) -> None:
-    from .. import __version__
+    from .._version import __version__
 
     _json(root / "dataset_description.json", {
         "Name": "braindecode_kit simulated fMRI (NSD-like design)",
