@@ -108,7 +108,7 @@ def _build_ours(n_voxels: int, h: int, n_blocks: int, n_tokens: int, width: int,
     import torch
 
     from braindecode_kit.models import BrainDecoder, DecoderConfig
-    from braindecode_kit.train import TrainConfig, _param_groups
+    from braindecode_kit.train import TrainConfig, param_groups
 
     cfg = DecoderConfig(subjects={"subj01": n_voxels}, embed_dim=width, d_shared=h,
                         n_blocks=n_blocks, dropout=0.15,
@@ -117,7 +117,7 @@ def _build_ours(n_voxels: int, h: int, n_blocks: int, n_tokens: int, width: int,
     model = BrainDecoder(cfg, seed=0).train()
     tcfg = TrainConfig(schedule="mindeye", epochs=3, mix_fraction=0.0)  # SoftCLIP epoch
     loss_fn = tcfg.make_loss()
-    opt = torch.optim.AdamW(_param_groups(model, loss_fn, tcfg), lr=3e-4)
+    opt = torch.optim.AdamW(param_groups(model, loss_fn, tcfg), lr=3e-4)
     head = "tokens" if target == "tokens" else "image"
 
     def step(x, y):

@@ -4,6 +4,9 @@ reports (Brain-Diffuser, MindEye's "ridge" baselines, the MEG paper's linear dec
 :class:`RidgeDecoder` standardises the features with training statistics, picks the
 regularisation ``alpha`` by cross-validation, and re-standardises its predictions to the
 training targets' mean and standard deviation per dimension, as Brain-Diffuser does.
+MEG/sEEG epochs ``(n_trials, n_channels, n_times)`` are flattened to
+``(n_trials, n_channels * n_times)`` (C order: channel-major), the linear decoder of the
+MEG decoding literature.
 """
 
 from __future__ import annotations
@@ -104,6 +107,11 @@ def _scale_or_one(sd: np.ndarray) -> np.ndarray:
 class RidgeDecoder(RegressorMixin, BaseEstimator):
     """Ridge regression with cross-validated alpha and re-standardised predictions.
 
+    ``X`` is 2-D ``(n_trials, n_features)`` or 3-D ``(n_trials, n_channels, n_times)``;
+    3-D trials are flattened to ``n_channels * n_times`` features (C order), so ``coef_``
+    has one weight per channel and time sample (``coef_.reshape(n_targets, n_channels,
+    n_times)`` gives them back per sensor).
+
     Parameters
     ----------
     alphas : array-like of float | None
@@ -137,7 +145,10 @@ class RidgeDecoder(RegressorMixin, BaseEstimator):
     alpha_ : float | ndarray
         Chosen alpha (an array of one per target with ``per_target_alpha``).
     coef_ : ndarray, shape (n_targets, n_features) or (n_features,)
-        Weights on the raw (unstandardised) features.
+        Weights on the raw (unstandardised), flattened features.
+    feature_shape_ : tuple of int
+        The per-trial shape seen in fit (``(n_features,)`` or ``(n_channels, n_times)``);
+        ``n_features_in_`` is its product.
     intercept_ : ndarray | float
     cv_errors_ : ndarray, shape (n_alphas, n_targets)
         Mean squared validation error per alpha and target.
@@ -177,9 +188,9 @@ class RidgeDecoder(RegressorMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : ndarray, shape (n_trials, n_features) | list of ndarray
-            Brain data (MEG/sEEG trials are flattened), or a list of per-subject arrays
-            (their feature counts may differ) together with ``subjects``.
+        X : ndarray, shape (n_trials, n_features) or (n_trials, n_channels, n_times) | list
+            Brain data (3-D MEG/sEEG trials are flattened), or a list of per-subject arrays
+            (their shapes may differ) together with ``subjects``.
         Y : ndarray, shape (n_trials, n_targets) or (n_trials,) | list of ndarray
             Targets (e.g. CLIP embeddings). With a list ``X``: a list of matching arrays,
             or one array of all rows stacked in the same order.
@@ -234,8 +245,10 @@ class RidgeDecoder(RegressorMixin, BaseEstimator):
 
     def _fit_single(self, X: Any, Y: Any, groups: Any) -> None:
         self._check_params()
+        shape = tuple(X.shape[1:]) if isinstance(X, np.ndarray) and X.ndim == 3 else None
         X, Y = validate_data(self, _flatten_trials(X), Y, multi_output=True, y_numeric=True,
                              dtype=[np.float64, np.float32])
+        self.feature_shape_ = shape if shape is not None else (X.shape[1],)
         X = np.asarray(X, dtype=np.float64)
         one_d = Y.ndim == 1
         Y2 = np.asarray(Y, dtype=np.float64).reshape(len(Y), -1)
@@ -362,8 +375,8 @@ class RidgeDecoder(RegressorMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : ndarray, shape (n_trials, n_features) | list of ndarray
-            As in :meth:`fit`.
+        X : ndarray, shape (n_trials, n_features) or (n_trials, n_channels, n_times) | list
+            As in :meth:`fit` (3-D trials must have the shape seen in fit).
         subjects : list | ndarray | None
             As in :meth:`fit`; required when the decoder was fitted per subject.
 
@@ -399,6 +412,11 @@ class RidgeDecoder(RegressorMixin, BaseEstimator):
                              "without subjects.")
         if _is_array_list(X):
             raise ValueError("'X' is a list of arrays, but the decoder was fitted on one array.")
+        if isinstance(X, np.ndarray) and X.ndim == 3 and X.shape[1:] != self.feature_shape_:
+            raise ValueError(
+                f"'X' has trials of shape {X.shape[1:]}, but this RidgeDecoder was fitted on "
+                f"trials of shape {self.feature_shape_}."
+            )
         X = validate_data(self, _flatten_trials(X), reset=False, dtype=[np.float64, np.float32])
         X = np.asarray(X, dtype=np.float64)
         coef = self.coef_.reshape(1, -1) if self._one_d else self.coef_

@@ -1,9 +1,10 @@
 """``ContrastiveDecoder``: the contrastive brain decoder as a scikit-learn estimator.
 
 A lab script can do ``ContrastiveDecoder().fit(X, Y).predict(X_test)`` with plain arrays
-(trials x voxels -> trials x embedding dim), for one subject or several (a list of
-per-subject arrays with their names). Internally it builds a
-:class:`~braindecode_kit.models.DecoderConfig` and a
+(trials x voxels, or trials x channels x times, -> trials x embedding dim), for one
+subject or several (a list of per-subject arrays with their names). Internally it builds
+a :class:`~braindecode_kit.models.DecoderConfig` (one
+:class:`~braindecode_kit.models.SubjectSpec` per subject, from its array's shape) and a
 :class:`~braindecode_kit.train.TrainConfig` and calls :func:`braindecode_kit.train.fit`,
 holding out a seeded share of the stimuli for early stopping.
 """
@@ -16,11 +17,20 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_array, check_is_fitted
 
+from ._checks import check_option
+from ._docs import fill_doc
+
 __all__ = ["ContrastiveDecoder"]
 
 
+@fill_doc
 class ContrastiveDecoder(BaseEstimator):
     """Per-subject adapters + a shared residual MLP trained contrastively (InfoNCE).
+
+    ``X`` is 2-D ``(n_trials, n_features)`` (fMRI voxels) or 3-D
+    ``(n_trials, n_channels, n_times)`` (MEG/sEEG epochs); each subject's
+    :class:`~braindecode_kit.models.SubjectSpec` takes its per-trial shape from its array
+    (the linear and MLP adapters flatten 3-D trials).
 
     Parameters
     ----------
@@ -59,8 +69,10 @@ class ContrastiveDecoder(BaseEstimator):
         Seeds initialisation, the validation split and training.
     train_kwargs : dict or None
         Further :class:`~braindecode_kit.train.TrainConfig` fields.
-    verbose : bool, str, int or None
-        Log level during fit.
+    modality : {"fmri", "meg", "seeg"} or None
+        The subjects' recording kind, kept in their specs; None: ``"fmri"`` for 2-D
+        ``X`` and ``"meg"`` for 3-D ``X`` (MEG and sEEG arrays train the same network).
+    %(verbose)s
 
     Attributes
     ----------
@@ -68,8 +80,12 @@ class ContrastiveDecoder(BaseEstimator):
         The trained model.
     subjects_ : list of str
         The subjects seen in fit, in order.
+    feature_shapes_ : dict of str to tuple of int
+        Each subject's per-trial shape (``(n_features,)`` or ``(n_channels, n_times)``).
     n_features_in_ : int
-        Number of features (when every subject has the same number).
+        Number of values per trial (``n_features``, or ``n_channels * n_times`` for 3-D
+        ``X``, as :class:`~braindecode_kit.RidgeDecoder` flattens them), when every
+        subject has the same per-trial shape.
     embed_dim_ : int
         Target dimension.
     history_ : list of dict
@@ -102,6 +118,7 @@ class ContrastiveDecoder(BaseEstimator):
         mixed_precision: str = "no",
         seed: int = 0,
         train_kwargs: dict | None = None,
+        modality: str | None = None,
         verbose: bool | str | int | None = None,
     ) -> None:
         self.d_shared = d_shared
@@ -122,11 +139,12 @@ class ContrastiveDecoder(BaseEstimator):
         self.mixed_precision = mixed_precision
         self.seed = seed
         self.train_kwargs = train_kwargs
+        self.modality = modality
         self.verbose = verbose
 
     # ------------------------------------------------------------------ input
     def _split_X(self, X: Any, subjects: Any, fitted: bool) -> list[tuple[str, np.ndarray, Any]]:
-        """-> [(subject, X_s, row_index_or_None)] validated 2-D float arrays."""
+        """-> [(subject, X_s, row_index_or_None)] validated 2-D or 3-D float arrays."""
         if isinstance(X, (list, tuple)):
             if subjects is None:
                 subjects = [f"sub-{i}" for i in range(len(X))]
@@ -162,8 +180,24 @@ class ContrastiveDecoder(BaseEstimator):
 
     @staticmethod
     def _check_X(X: Any, name: str) -> np.ndarray:
-        return check_array(X, dtype=np.float32, ensure_2d=True, input_name=name,
-                           ensure_min_samples=2)
+        Xa = check_array(X, dtype=np.float32, ensure_2d=True, allow_nd=True, input_name=name,
+                         ensure_min_samples=2)
+        if Xa.ndim > 3:
+            raise ValueError(
+                f"{name} must be 2-D (n_trials, n_features) or 3-D (n_trials, n_channels, "
+                f"n_times), but got shape {Xa.shape}."
+            )
+        return Xa
+
+    def _spec(self, x: np.ndarray):
+        """The SubjectSpec of one subject's array (its per-trial shape)."""
+        from .models import SubjectSpec
+
+        modality = self.modality
+        if modality is None:
+            modality = "fmri" if x.ndim == 2 else "meg"
+        check_option("modality", modality, ("fmri", "meg", "seeg"))
+        return SubjectSpec(modality, tuple(x.shape[1:]))
 
     @staticmethod
     def _check_Y(Y: Any, n: int, name: str = "Y") -> np.ndarray:
@@ -196,8 +230,8 @@ class ContrastiveDecoder(BaseEstimator):
 
         Parameters
         ----------
-        X : array (n_trials, n_features) or list of arrays
-            Brain data; a list holds one array per subject.
+        X : array (n_trials, n_features) or (n_trials, n_channels, n_times), or list
+            Brain data; a list holds one array per subject (their shapes may differ).
         Y : array (n_trials, embedding_dim) or list of arrays
             Target embeddings aligned with X's rows (repeated stimuli: identical rows).
         subjects : None, str, list of str or array of labels
@@ -219,7 +253,7 @@ class ContrastiveDecoder(BaseEstimator):
             raise ValueError(f"All Y arrays must have the same dimension, got {sorted(dims)}.")
         embed_dim = dims.pop()
         dcfg = DecoderConfig(
-            subjects={s: x.shape[1] for s, x, _ in parts}, embed_dim=embed_dim,
+            subjects={s: self._spec(x) for s, x, _ in parts}, embed_dim=embed_dim,
             adapter=self.adapter, d_shared=self.d_shared, n_blocks=self.n_blocks,
             dropout=self.dropout, adapter_dropout=self.adapter_dropout,
         )
@@ -251,17 +285,28 @@ class ContrastiveDecoder(BaseEstimator):
         self.history_ = result.history
         self.subjects_ = [s for s, _, _ in parts]
         self.embed_dim_ = int(embed_dim)
-        n_feats = {x.shape[1] for _, x, _ in parts}
-        if len(n_feats) == 1:
-            self.n_features_in_ = n_feats.pop()
+        self.feature_shapes_ = {s: tuple(x.shape[1:]) for s, x, _ in parts}
+        shapes = set(self.feature_shapes_.values())
+        if len(shapes) == 1:
+            self.n_features_in_ = int(np.prod(shapes.pop()))
         return self
 
     # ------------------------------------------------------------------ predict
     def predict(self, X: Any, subjects: Any = None) -> np.ndarray:
         """Predicted embeddings ``(n_trials, embedding_dim)`` (float32).
 
-        ``X`` and ``subjects`` take the same forms as in :meth:`fit`; a list of arrays gives
-        their predictions concatenated in order; per-row labels keep the rows' order.
+        Parameters
+        ----------
+        X : array (n_trials, n_features) or (n_trials, n_channels, n_times), or list
+            As in :meth:`fit`: each subject's trials must have the shape seen in fit.
+        subjects : None, str, list of str or array of labels
+            As in :meth:`fit`; None for a decoder fitted on one subject.
+
+        Returns
+        -------
+        ndarray, float32, shape (n_trials, embedding_dim)
+            A list of arrays gives their predictions concatenated in order; per-row labels
+            keep the rows' order.
         """
         check_is_fitted(self, "decoder_")
         parts = self._split_X(X, subjects, fitted=True)
@@ -282,9 +327,23 @@ class ContrastiveDecoder(BaseEstimator):
         """Top-1 retrieval (brain->image) among ``min(300, n_stimuli)`` candidates.
 
         Predictions of identical target rows (repetitions of a stimulus) are averaged
-        first, as MindEye2 averages its test repetitions; 30 random candidate draws.
+        first, as MindEye2 averages its test repetitions; 30 random candidate draws
+        (seed 0) by :func:`braindecode_kit.evaluate.retrieval_accuracy`.
+
+        Parameters
+        ----------
+        X, subjects
+            As in :meth:`predict`.
+        Y : array (n_trials, embedding_dim) or list of arrays
+            The true target embeddings, aligned with X's rows.
+
+        Returns
+        -------
+        float
+            The mean top-1 accuracy over the draws (chance: 1 / n_candidates).
         """
-        from .train import _average_by_stimulus, _retrieval
+        from .evaluate import retrieval_accuracy
+        from .splits import average_by_stimulus
 
         pred = self.predict(X, subjects)
         if isinstance(Y, (list, tuple)):
@@ -292,10 +351,12 @@ class ContrastiveDecoder(BaseEstimator):
         else:
             Ya = self._check_Y(Y, pred.shape[0])
         table, groups = np.unique(Ya, axis=0, return_inverse=True)
-        avg, uniq = _average_by_stimulus(pred, groups.reshape(-1))
+        avg, uniq = average_by_stimulus(pred, groups.reshape(-1))
         if len(uniq) < 2:
             raise ValueError("score needs at least 2 distinct target rows.")
-        return float(_retrieval(avg, table[uniq], 300, 30, 0)["top1"])
+        res = retrieval_accuracy(avg, table[uniq], k=1, n_candidates=min(300, len(avg)),
+                                 n_draws=30, seed=0, direction="brain->image")
+        return float(res["top1"])
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -304,6 +365,3 @@ class ContrastiveDecoder(BaseEstimator):
         tags.target_tags.single_output = False
         tags.non_deterministic = False
         return tags
-
-    def _more_tags(self) -> dict[str, Any]:  # scikit-learn < 1.6
-        return {"multioutput_only": True, "requires_y": True}

@@ -1,6 +1,4 @@
-"""The data model: one subject, one modality, many trials (:class:`TrialSet`), the fMRI
-feature space (:class:`VoxelInfo`) and the split helpers (:func:`assign_splits`,
-:func:`check_no_leak`).
+"""The data model: one subject, one modality, many trials (:class:`TrialSet`).
 
 A :class:`TrialSet` holds
 
@@ -8,12 +6,19 @@ A :class:`TrialSet` holds
   ``(n_trials, n_channels, n_times)`` for MEG/sEEG, possibly an ``np.memmap``;
 * ``trials``: a DataFrame with one row per trial, indexed by a unique trial id, with the
   columns ``subject, session, run, onset, stimulus_id, repetition, split`` (+ free ones);
-* ``modality`` (``"fmri"``, ``"meg"`` or ``"seeg"``), ``subject`` and ``info`` (a
-  :class:`VoxelInfo` for fMRI, an :class:`mne.Info` plus ``tmin`` for MEG/sEEG).
+* ``modality`` (``"fmri"``, ``"meg"`` or ``"seeg"``), ``subject`` and ``info``: what
+  the features are, a :class:`~braindecode_kit.info.VoxelInfo` for fMRI or a
+  :class:`~braindecode_kit.info.SensorInfo` (an :class:`mne.Info` plus ``tmin`` and
+  positions) for MEG/sEEG.
+
+The TrialSet itself knows nothing of modalities: the info class of each modality
+(:data:`braindecode_kit.info.INFO_CLASSES`) says the data's axes and checks, describes,
+saves and loads the info (the info protocol, :class:`~braindecode_kit.info.FeatureInfo`).
 
 Nothing mutates in place: selecting, averaging and concatenating return new TrialSets.
-Splits are by stimulus, never by trial; :func:`check_no_leak` refuses a table in which a
-stimulus appears both in train and in val/test.
+Splits are by stimulus, never by trial (:mod:`braindecode_kit.splits`);
+:func:`~braindecode_kit.splits.check_no_leak` refuses a table in which a stimulus appears
+both in train and in val/test.
 """
 
 from __future__ import annotations
@@ -22,7 +27,6 @@ import html
 import json
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,355 +35,34 @@ import pandas as pd
 
 from ._checks import check_option
 from ._utils import PathLike, atomic_dir, write_json_atomic
+from .info import INFO_CLASSES, INFO_KINDS
+from .info import VoxelInfo as VoxelInfo  # noqa: F401  (its old home; import from .info)
+from .splits import SPLITS, check_no_leak
+from .splits import SplitLeakError as SplitLeakError  # noqa: F401  (old home; use .splits)
+from .splits import assign_splits as assign_splits  # noqa: F401  (old home; use .splits)
 
 if TYPE_CHECKING:  # pragma: no cover
     import mne
     import nibabel as nib
 
+    from .info import FeatureInfo
+
 __all__ = [
     "MODALITIES",
     "REQUIRED_COLUMNS",
-    "SPLITS",
-    "SplitLeakError",
     "TrialSet",
-    "VoxelInfo",
-    "assign_splits",
-    "check_no_leak",
 ]
 
-MODALITIES = ("fmri", "meg", "seeg")
+MODALITIES = tuple(INFO_CLASSES)  # ("fmri", "meg", "seeg")
 REQUIRED_COLUMNS = ("subject", "session", "run", "onset", "stimulus_id", "repetition", "split")
-SPLITS = ("train", "val", "test", "")
 ALLOWED_DTYPES = (np.dtype(np.float32), np.dtype(np.float16))
 FORMAT_NAME = "braindecode_kit.TrialSet"
 FORMAT_VERSION = 1
 _NA = "n/a"  # how missing values are written in trials.tsv (BIDS convention)
 _CHUNK_BYTES = 64 << 20  # finite checks and averaging read at most this much at once
-
-
-class SplitLeakError(ValueError):
-    """A stimulus appears in more than one split (e.g. in train and in test)."""
-
-
-# =========================================================================== VoxelInfo
-@dataclass(frozen=True, eq=False)
-class VoxelInfo:
-    """Where the voxels of an fMRI TrialSet live in the subject's space.
-
-    Parameters
-    ----------
-    affine : ndarray, shape (4, 4)
-        Voxel-to-world affine of the subject's volume.
-    shape : tuple of int, length 3
-        Shape of the volume.
-    ijk : ndarray of int, shape (n_voxels, 3)
-        Volume index of each feature (column of ``TrialSet.data``), unique and in bounds.
-    roi : ndarray of int, shape (n_voxels,) | None
-        Optional region label of each voxel (0 = no region).
-    roi_names : dict of int to str | None
-        Optional names of the labels in ``roi``.
-    """
-
-    affine: np.ndarray
-    shape: tuple[int, int, int]
-    ijk: np.ndarray
-    roi: np.ndarray | None = None
-    roi_names: dict[int, str] | None = field(default=None)
-
-    def __post_init__(self) -> None:
-        affine = np.asarray(self.affine, dtype=np.float64)
-        if affine.shape != (4, 4) or not np.all(np.isfinite(affine)):
-            raise ValueError(
-                f"VoxelInfo 'affine' must be a finite (4, 4) array, got shape {affine.shape}."
-            )
-        shape = tuple(int(s) for s in np.asarray(self.shape).ravel())
-        if len(shape) != 3 or min(shape) < 1:
-            raise ValueError(f"VoxelInfo 'shape' must be 3 positive ints, got {self.shape!r}.")
-        ijk = np.asarray(self.ijk)
-        if ijk.ndim != 2 or ijk.shape[1] != 3 or ijk.dtype.kind not in "iu":
-            raise ValueError(
-                "VoxelInfo 'ijk' must be an integer array of shape (n_voxels, 3), got "
-                f"dtype {ijk.dtype} and shape {ijk.shape}."
-            )
-        ijk = ijk.astype(np.int64)
-        if ijk.size and ((ijk < 0).any() or (ijk >= np.array(shape)).any()):
-            raise ValueError(f"VoxelInfo 'ijk' has indices outside the volume shape {shape}.")
-        flat = np.ravel_multi_index(ijk.T, shape) if len(ijk) else np.zeros(0, np.int64)
-        if len(np.unique(flat)) != len(flat):
-            raise ValueError("VoxelInfo 'ijk' lists the same voxel more than once.")
-        roi = self.roi
-        if roi is not None:
-            roi = np.asarray(roi)
-            if roi.shape != (len(ijk),) or roi.dtype.kind not in "iu":
-                raise ValueError(
-                    f"VoxelInfo 'roi' must be an integer array of shape ({len(ijk)},), got "
-                    f"dtype {roi.dtype} and shape {roi.shape}."
-                )
-            roi = roi.astype(np.int64)
-        roi_names = None
-        if self.roi_names is not None:
-            roi_names = {int(k): str(v) for k, v in dict(self.roi_names).items()}
-        object.__setattr__(self, "affine", affine)
-        object.__setattr__(self, "shape", shape)
-        object.__setattr__(self, "ijk", ijk)
-        object.__setattr__(self, "roi", roi)
-        object.__setattr__(self, "roi_names", roi_names)
-
-    @property
-    def n_voxels(self) -> int:
-        """Number of voxels (features)."""
-        return int(len(self.ijk))
-
-    @classmethod
-    def from_mask(
-        cls,
-        mask_img: nib.spatialimages.SpatialImage | PathLike,
-        roi_img: nib.spatialimages.SpatialImage | PathLike | None = None,
-        roi_names: Mapping[int, str] | None = None,
-    ) -> VoxelInfo:
-        """Build the voxel list of a mask: its nonzero voxels, in C order.
-
-        Parameters
-        ----------
-        mask_img : nibabel image | path
-            A 3-D mask (4-D with a single volume is accepted).
-        roi_img : nibabel image | path | None
-            Optional integer label image on the same grid; each voxel gets its label.
-        roi_names : dict | None
-            Optional names of the labels.
-
-        Returns
-        -------
-        VoxelInfo
-        """
-        mask, affine = _load_volume("mask_img", mask_img)
-        ijk = np.argwhere(mask != 0)
-        roi = None
-        if roi_img is not None:
-            labels, roi_affine = _load_volume("roi_img", roi_img)
-            if labels.shape != mask.shape or not np.allclose(roi_affine, affine, atol=1e-4):
-                raise ValueError(
-                    f"'roi_img' must be on the mask's grid (shape {mask.shape}), got shape "
-                    f"{labels.shape} and affine\n{roi_affine}"
-                )
-            values = labels[tuple(ijk.T)]
-            if not np.all(np.isfinite(values)) or not np.all(values == np.round(values)):
-                raise ValueError("'roi_img' must hold integer labels.")
-            roi = values.astype(np.int64)
-        return cls(affine=affine, shape=mask.shape, ijk=ijk, roi=roi, roi_names=roi_names)
-
-    def mask_array(self) -> np.ndarray:
-        """The boolean 3-D mask of the voxels."""
-        mask = np.zeros(self.shape, dtype=bool)
-        mask[tuple(self.ijk.T)] = True
-        return mask
-
-    def to_nifti(self, values: np.ndarray) -> nib.Nifti1Image:
-        """Put per-voxel values back into a NIfTI image in the subject's space.
-
-        Parameters
-        ----------
-        values : ndarray, shape (n_voxels,) or (n_maps, n_voxels)
-            One value per voxel, or several maps laid out like ``TrialSet.data``.
-
-        Returns
-        -------
-        nibabel.Nifti1Image
-            3-D for 1-D ``values``; 4-D ``(x, y, z, n_maps)`` for 2-D ``values``. Voxels
-            outside the mask are 0.
-        """
-        import nibabel as nib
-
-        values = np.asarray(values)
-        if values.dtype == bool:
-            values = values.astype(np.uint8)
-        elif values.dtype.kind in "iu":
-            values = values.astype(np.int32 if np.abs(values).max(initial=0) < 2**31 else
-                                   np.float64)
-        elif values.dtype.kind != "f":
-            raise TypeError(f"'values' must be numeric, got dtype {values.dtype}.")
-        if values.ndim == 1:
-            if values.shape[0] != self.n_voxels:
-                raise ValueError(
-                    f"'values' must have length n_voxels={self.n_voxels}, got {values.shape[0]}."
-                )
-            vol = np.zeros(self.shape, dtype=values.dtype)
-            vol[tuple(self.ijk.T)] = values
-        elif values.ndim == 2:
-            if values.shape[1] != self.n_voxels:
-                raise ValueError(
-                    f"2-D 'values' must have shape (n_maps, n_voxels={self.n_voxels}), got "
-                    f"{values.shape}."
-                )
-            vol = np.zeros(self.shape + (values.shape[0],), dtype=values.dtype)
-            vol[tuple(self.ijk.T)] = values.T
-        else:
-            raise ValueError(f"'values' must be 1-D or 2-D, got shape {values.shape}.")
-        return nib.Nifti1Image(vol, self.affine)
-
-    def same_space(self, other: object) -> bool:
-        """Whether ``other`` describes the same voxels (grid, affine and order)."""
-        return (
-            isinstance(other, VoxelInfo)
-            and self.shape == other.shape
-            and np.allclose(self.affine, other.affine, atol=1e-5)
-            and np.array_equal(self.ijk, other.ijk)
-        )
-
-    def _is_c_order(self) -> bool:
-        flat = np.ravel_multi_index(self.ijk.T, self.shape) if self.n_voxels else self.ijk[:, 0]
-        return bool(np.all(np.diff(flat) > 0))
-
-    def __repr__(self) -> str:
-        roi = "" if self.roi is None else f", {len(np.unique(self.roi))} ROI labels"
-        return f"<VoxelInfo | {self.n_voxels} voxels in a {self.shape} grid{roi}>"
-
-
-def _load_volume(name: str, img: Any) -> tuple[np.ndarray, np.ndarray]:
-    import nibabel as nib
-
-    if isinstance(img, str | Path):
-        if not Path(img).exists():
-            raise FileNotFoundError(f"{name!r}: no such file {str(img)!r}.")
-        img = nib.load(img)
-    if not isinstance(img, nib.spatialimages.SpatialImage):
-        raise TypeError(f"{name!r} must be a nibabel image or a path, got {type(img).__name__}.")
-    data = np.asanyarray(img.dataobj)
-    if data.ndim == 4 and data.shape[3] == 1:
-        data = data[..., 0]
-    if data.ndim != 3:
-        raise ValueError(f"{name!r} must be a 3-D image, got shape {data.shape}.")
-    return data, np.asarray(img.affine, dtype=np.float64)
-
-
-# =========================================================================== splits
-def assign_splits(
-    stimulus_ids: Iterable[Any],
-    *,
-    val: float = 0.1,
-    test: float = 0.1,
-    seed: int = 0,
-    test_ids: Iterable[Any] | None = None,
-) -> pd.Series:
-    """Assign each stimulus to ``"train"``, ``"val"`` or ``"test"``, by stimulus.
-
-    Repeated ids (e.g. the per-trial ``stimulus_id`` column) are counted once. The
-    assignment depends only on the set of ids and ``seed``, not on their order.
-
-    Parameters
-    ----------
-    stimulus_ids : iterable of str
-        The stimuli to split.
-    val, test : float | int
-        Fraction (``0 <= x < 1``) or number (int ``>= 1``) of stimuli for validation and
-        test. ``test`` is ignored when ``test_ids`` is given.
-    seed : int
-        Seed of the shuffle.
-    test_ids : iterable of str | None
-        Fixed test stimuli (e.g. NSD's shared 1000); must all be in ``stimulus_ids``.
-
-    Returns
-    -------
-    pandas.Series
-        Index: stimulus id (first-appearance order), values: split, name ``"split"``.
-    """
-    ids = pd.unique(pd.Series([_as_id(s, "stimulus_ids") for s in stimulus_ids], dtype=object))
-    ids = [str(s) for s in ids]
-    n = len(ids)
-    if n == 0:
-        raise ValueError("'stimulus_ids' must not be empty.")
-    order = sorted(ids)
-    rng = np.random.default_rng(seed)
-    perm = [order[i] for i in rng.permutation(n)]
-    if test_ids is not None:
-        fixed = [_as_id(s, "test_ids") for s in test_ids]
-        known = set(ids)
-        missing = [s for s in fixed if s not in known]
-        if missing:
-            raise ValueError(
-                f"'test_ids' must be among 'stimulus_ids'; {len(missing)} are not, e.g. "
-                f"{missing[:5]}."
-            )
-        test_set = set(fixed)
-        rest = [s for s in perm if s not in test_set]
-        n_val = _count("val", val, n)
-    else:
-        n_test = _count("test", test, n)
-        n_val = _count("val", val, n)
-        test_set = set(perm[:n_test])
-        rest = perm[n_test:]
-    if n_val > len(rest):
-        raise ValueError(
-            f"'val' asks for {n_val} stimuli but only {len(rest)} remain after the test split."
-        )
-    val_set = set(rest[:n_val])
-    splits = ["test" if s in test_set else "val" if s in val_set else "train" for s in ids]
-    out = pd.Series(splits, index=pd.Index(ids, name="stimulus_id", dtype=object), name="split",
-                    dtype=object)
-    return out
-
-
-def _as_id(value: Any, name: str) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, int | np.integer) and not isinstance(value, bool):
-        return str(value)
-    raise TypeError(f"{name!r} must hold str (or int) ids, got {type(value).__name__}: {value!r}.")
-
-
-def _count(name: str, value: float, n: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-        raise TypeError(f"{name!r} must be a fraction or a count, got {value!r}.")
-    if isinstance(value, int | np.integer) and value >= 1:
-        if value > n:
-            raise ValueError(f"{name!r}={value} stimuli asked for, but there are only {n}.")
-        return int(value)
-    if not 0 <= value < 1:
-        raise ValueError(f"{name!r} must be a fraction in [0, 1) or an int count, got {value}.")
-    return int(round(float(value) * n))
-
-
-def check_no_leak(trialset_or_trials: TrialSet | pd.DataFrame) -> None:
-    """Refuse a trial table in which a stimulus belongs to more than one split.
-
-    Parameters
-    ----------
-    trialset_or_trials : TrialSet | DataFrame
-        Anything with ``stimulus_id`` and ``split`` columns. Unassigned trials (split
-        ``""``) are ignored.
-
-    Raises
-    ------
-    SplitLeakError
-        Naming the leaking stimulus ids and the splits they appear in.
-    """
-    trials = trialset_or_trials.trials if isinstance(trialset_or_trials, TrialSet) else (
-        trialset_or_trials
-    )
-    if not isinstance(trials, pd.DataFrame):
-        raise TypeError(
-            "'trialset_or_trials' must be a TrialSet or a DataFrame, got "
-            f"{type(trials).__name__}."
-        )
-    for col in ("stimulus_id", "split"):
-        if col not in trials.columns:
-            raise ValueError(f"The trial table needs a {col!r} column to check splits.")
-    assigned = trials.loc[trials["split"].astype(str) != "", ["stimulus_id", "split"]]
-    if assigned.empty:
-        return
-    n_splits = assigned.groupby("stimulus_id", sort=False)["split"].nunique()
-    leaking = n_splits.index[n_splits > 1]
-    if len(leaking):
-        groups = assigned[assigned["stimulus_id"].isin(leaking)].groupby(
-            "stimulus_id", sort=False
-        )["split"]
-        desc = [f"{sid!r} in {sorted(set(v))}" for sid, v in list(groups)[:10]]
-        more = f" (and {len(leaking) - 10} more)" if len(leaking) > 10 else ""
-        raise SplitLeakError(
-            f"{len(leaking)} stimulus id(s) appear in more than one split, so held-out "
-            f"stimuli would be seen in training: {', '.join(desc)}{more}. Assign splits by "
-            "stimulus (see assign_splits)."
-        )
+# what a TrialSet folder may hold (so one written before folder markers can be replaced)
+_PRODUCES = ("data.npy", "trials.tsv", "trialset.json", "mask.nii.gz", "roi.nii.gz",
+             "ijk.npy", "info.fif")
 
 
 # =========================================================================== TrialSet
@@ -402,11 +85,16 @@ class TrialSet:
     modality : {"fmri", "meg", "seeg"}
     subject : str
         Must equal every value of the ``subject`` column.
-    info : VoxelInfo | mne.Info | None
-        fMRI: a :class:`VoxelInfo` with ``n_voxels`` voxels. MEG/sEEG: an
-        :class:`mne.Info` whose channels match ``n_channels``. ``None``: unknown.
+    info : VoxelInfo | SensorInfo | mne.Info | None
+        What the features are (the modality's class in
+        :data:`~braindecode_kit.info.INFO_CLASSES`), checked against ``data``'s
+        :attr:`feature_shape`. fMRI: a :class:`~braindecode_kit.info.VoxelInfo` with
+        ``n_voxels`` voxels. MEG/sEEG: a :class:`~braindecode_kit.info.SensorInfo` with
+        ``n_channels`` channels, or an :class:`mne.Info` (wrapped, with ``tmin``, into
+        one). ``None``: unknown.
     tmin : float | None
         MEG/sEEG: time of the first sample relative to stimulus onset, in seconds.
+        Needed with an :class:`mne.Info`; with a SensorInfo, None or ``info.tmin``.
     check_finite : bool
         Refuse NaN/inf values (read in bounded chunks, so a memmap stays on disk).
 
@@ -423,7 +111,7 @@ class TrialSet:
         trials: pd.DataFrame,
         modality: str,
         subject: str,
-        info: VoxelInfo | mne.Info | None = None,
+        info: FeatureInfo | mne.Info | None = None,
         tmin: float | None = None,
         *,
         check_finite: bool = True,
@@ -440,52 +128,22 @@ class TrialSet:
                 f"'data' must be float32 (or float16), got {data.dtype}; TrialSet does not "
                 "convert silently: pass data.astype(np.float32)."
             )
-        want_ndim = 2 if modality == "fmri" else 3
-        if data.ndim != want_ndim:
-            layout = "(n_trials, n_voxels)" if modality == "fmri" else (
-                "(n_trials, n_channels, n_times)"
-            )
+        info_cls = INFO_CLASSES[modality]
+        axes = info_cls.feature_axes
+        if data.ndim != 1 + len(axes):
+            layout = "(" + ", ".join(["n_trials"] + [f"n_{a}" for a in axes]) + ")"
             raise ValueError(
-                f"'data' for modality {modality!r} must be {want_ndim}-D {layout}, got shape "
-                f"{data.shape}."
+                f"'data' for modality {modality!r} must be {1 + len(axes)}-D {layout}, got "
+                f"shape {data.shape}."
             )
         if min(data.shape[1:]) < 1:
             raise ValueError(f"'data' must have at least one feature, got shape {data.shape}.")
         trials = _validate_trials(trials, subject, data.shape[0])
         if check_finite:
             _check_finite_chunked(data)
-        if modality == "fmri":
-            if tmin is not None:
-                raise ValueError(f"'tmin' applies to MEG/sEEG only, got tmin={tmin!r} for fMRI.")
-            if info is not None:
-                if not isinstance(info, VoxelInfo):
-                    raise TypeError(
-                        f"'info' for fMRI must be a VoxelInfo, got {type(info).__name__}."
-                    )
-                if info.n_voxels != data.shape[1]:
-                    raise ValueError(
-                        f"info.n_voxels={info.n_voxels} different from data's n_voxels="
-                        f"{data.shape[1]}."
-                    )
-        else:
-            if tmin is not None:
-                if isinstance(tmin, bool) or not isinstance(tmin, int | float | np.number) or (
-                    not np.isfinite(tmin)
-                ):
-                    raise TypeError(f"'tmin' must be a finite float in seconds, got {tmin!r}.")
-                tmin = float(tmin)
-            if info is not None:
-                import mne
-
-                if not isinstance(info, mne.Info):
-                    raise TypeError(
-                        f"'info' for {modality} must be an mne.Info, got {type(info).__name__}."
-                    )
-                if len(info["ch_names"]) != data.shape[1]:
-                    raise ValueError(
-                        f"n_channels={data.shape[1]} (data.shape[1]) different from "
-                        f"len(info['ch_names'])={len(info['ch_names'])}."
-                    )
+        info, tmin = info_cls.coerce(info, tmin, modality)
+        if info is not None:
+            info.validate(data.shape[1:])
         self._data = data
         self._trials = trials
         self._modality = modality
@@ -515,8 +173,10 @@ class TrialSet:
         return self._subject
 
     @property
-    def info(self) -> VoxelInfo | mne.Info | None:
-        """A :class:`VoxelInfo` (fMRI) or an :class:`mne.Info` (MEG/sEEG), or None."""
+    def info(self) -> FeatureInfo | None:
+        """What the features are: a :class:`~braindecode_kit.info.VoxelInfo` (fMRI) or a
+        :class:`~braindecode_kit.info.SensorInfo` (MEG/sEEG; its ``.info`` is the
+        :class:`mne.Info`), or None."""
         return self._info
 
     @property
@@ -530,28 +190,37 @@ class TrialSet:
         return int(self._data.shape[0])
 
     @property
+    def feature_shape(self) -> tuple[int, ...]:
+        """The shape of one trial: ``(n_voxels,)`` for fMRI, ``(n_channels, n_times)`` for
+        MEG/sEEG (the axes are ``feature_axes``)."""
+        return tuple(int(s) for s in self._data.shape[1:])
+
+    @property
+    def feature_axes(self) -> tuple[str, ...]:
+        """Names of the axes of :attr:`feature_shape` (``("voxels",)`` or
+        ``("channels", "times")``), from the modality's info class."""
+        return INFO_CLASSES[self._modality].feature_axes
+
+    @property
     def n_features(self) -> int:
-        """Features per trial: n_voxels, or n_channels * n_times for MEG/sEEG."""
+        """Features per trial: the product of :attr:`feature_shape` (n_voxels, or
+        n_channels * n_times for MEG/sEEG)."""
         return int(np.prod(self._data.shape[1:]))
 
     @property
     def n_channels(self) -> int:
         """MEG/sEEG channels."""
-        self._need_sensors("n_channels")
-        return int(self._data.shape[1])
+        return self._axis_size("channels")
 
     @property
     def n_times(self) -> int:
         """MEG/sEEG samples per trial."""
-        self._need_sensors("n_times")
-        return int(self._data.shape[2])
+        return self._axis_size("times")
 
     @property
     def n_voxels(self) -> int:
         """fMRI voxels."""
-        if self._modality != "fmri":
-            raise AttributeError(f"n_voxels is defined for fMRI only, not {self._modality}.")
-        return int(self._data.shape[1])
+        return self._axis_size("voxels")
 
     @property
     def stimulus_ids(self) -> list[str]:
@@ -560,9 +229,16 @@ class TrialSet:
         ``list(dict.fromkeys(ts.stimulus_ids))``."""
         return [str(s) for s in self._trials["stimulus_id"]]
 
-    def _need_sensors(self, name: str) -> None:
-        if self._modality == "fmri":
-            raise AttributeError(f"{name} is defined for MEG/sEEG only, not fMRI.")
+    def _axis_size(self, axis: str) -> int:
+        axes = self.feature_axes
+        if axis not in axes:
+            owners = dict.fromkeys(c.data_kind for c in INFO_CLASSES.values()
+                                   if axis in c.feature_axes)
+            raise AttributeError(
+                f"n_{axis} is defined for {' and '.join(owners)} only, not {self._modality} "
+                f"(whose trials are {' x '.join(axes)})."
+            )
+        return int(self._data.shape[1 + axes.index(axis)])
 
     def __len__(self) -> int:
         return self.n_trials
@@ -779,9 +455,14 @@ class TrialSet:
         return self._new(self._data, trials)
 
     def to_nifti(self, values: np.ndarray) -> nib.Nifti1Image:
-        """fMRI: per-voxel values as a NIfTI image (see :meth:`VoxelInfo.to_nifti`)."""
-        if self._modality != "fmri":
-            raise ValueError(f"to_nifti is for fMRI TrialSets, this one is {self._modality}.")
+        """fMRI: per-voxel values as a NIfTI image (see
+        :meth:`~braindecode_kit.info.VoxelInfo.to_nifti`)."""
+        info_cls = INFO_CLASSES[self._modality]
+        if not hasattr(info_cls, "to_nifti"):
+            raise ValueError(
+                f"to_nifti is for fMRI TrialSets (voxel data), this one is {self._modality} "
+                f"({info_cls.data_kind}, {' x '.join(info_cls.feature_axes)})."
+            )
         if self._info is None:
             raise ValueError("to_nifti needs a VoxelInfo, but this TrialSet has info=None.")
         return self._info.to_nifti(values)
@@ -837,17 +518,12 @@ class TrialSet:
             "na_rows": na_rows,
             "info": None,
         }
-        with atomic_dir(path) as tmp:
+        with atomic_dir(path, kind=FORMAT_NAME, produces=_PRODUCES) as tmp:
             _save_npy_chunked(tmp / "data.npy", self._data)
             table = trials.reset_index(names=index_name)
             table.to_csv(tmp / "trials.tsv", sep="\t", index=False, na_rep=_NA)
-            if self._info is not None and self._modality == "fmri":
-                meta["info"] = _save_voxel_info(self._info, tmp)
-            elif self._info is not None:
-                import mne
-
-                mne.io.write_info(tmp / "info.fif", self._info, verbose=False)
-                meta["info"] = {"kind": "mne.Info", "file": "info.fif"}
+            if self._info is not None:
+                meta["info"] = self._info.save(tmp)
             write_json_atomic(tmp / "trialset.json", meta)
         return path
 
@@ -905,12 +581,12 @@ class TrialSet:
         trials = _read_trials(path / "trials.tsv", meta)
         info: Any = None
         if meta.get("info"):
-            if meta["modality"] == "fmri":
-                info = _load_voxel_info(path, meta["info"])
-            else:
-                import mne
-
-                info = mne.io.read_info(path / meta["info"]["file"], verbose=False)
+            info_meta = meta["info"]
+            kind = info_meta.get("kind", "VoxelInfo") if isinstance(info_meta, dict) else None
+            check_option("info kind (in trialset.json)", kind, tuple(INFO_KINDS))
+            if kind == "mne.Info":  # the first MEG/sEEG layout kept tmin beside the info
+                info_meta = {**info_meta, "tmin": meta.get("tmin")}
+            info = INFO_KINDS[kind].load(path, info_meta)
         return cls(
             data, trials, meta["modality"], meta["subject"], info, meta.get("tmin"),
             check_finite=check_finite,
@@ -926,8 +602,7 @@ class TrialSet:
             ("subject", self._subject),
             ("modality", self._modality),
             ("shape", " x ".join(str(s) for s in self._data.shape)
-             + (" (trials x voxels)" if self._modality == "fmri" else
-                " (trials x channels x times)")),
+             + f" (trials x {' x '.join(self.feature_axes)})"),
             ("dtype", str(self._data.dtype) + (" (memory-mapped)" if isinstance(
                 self._data, np.memmap) else "")),
             ("sessions", ", ".join(str(s) for s in pd.unique(t["session"])[:20])
@@ -936,19 +611,22 @@ class TrialSet:
              ", ".join(f"{k}: {v} / {n_stim[k]}" for k, v in splits.items())),
             ("stimuli", str(t["stimulus_id"].nunique())),
         ]
-        if self._modality != "fmri" and self._info is not None:
-            rows.append(("sfreq", f"{self._info['sfreq']:g} Hz, tmin {self._tmin}"))
+        if self._info is not None:
+            rows += self._info.describe(self.feature_shape)
+        elif self._tmin is not None:
+            rows.append(("tmin", f"{self._tmin:g} s"))
         return rows
 
     def __repr__(self) -> str:
         splits = self._trials["split"].value_counts()
         sp = " ".join(f"{k or 'unassigned'}={v}" for k, v in splits.items())
-        feat = "voxels" if self._modality == "fmri" else "channels x times"
+        feat = " x ".join(self.feature_axes)
         shape = " x ".join(str(s) for s in self._data.shape[1:])
+        brief = self._info.brief() if self._info is not None else ""
         return (
             f"<TrialSet | {self._modality}, subject {self._subject!r}, {self.n_trials} trials x "
-            f"{shape} {feat}, {self._data.dtype}, {self._trials['stimulus_id'].nunique()} "
-            f"stimuli, {sp}>"
+            f"{shape} {feat}{f' ({brief})' if brief else ''}, {self._data.dtype}, "
+            f"{self._trials['stimulus_id'].nunique()} stimuli, {sp}>"
         )
 
     def _repr_html_(self) -> str:
@@ -1058,51 +736,7 @@ def _save_npy_chunked(file: Path, data: np.ndarray) -> None:
 def _same_info(a: Any, b: Any) -> bool:
     if a is None or b is None:
         return a is None and b is None
-    if isinstance(a, VoxelInfo):
-        return a.same_space(b)
-    return (
-        list(a["ch_names"]) == list(b["ch_names"])
-        and float(a["sfreq"]) == float(b["sfreq"])
-    )
-
-
-def _save_voxel_info(info: VoxelInfo, folder: Path) -> dict[str, Any]:
-    import nibabel as nib
-
-    nib.save(nib.Nifti1Image(info.mask_array().astype(np.uint8), info.affine),
-             folder / "mask.nii.gz")
-    out: dict[str, Any] = {"kind": "VoxelInfo", "mask": "mask.nii.gz", "ijk": None,
-                           "roi": None, "roi_names": None}
-    if not info._is_c_order():
-        np.save(folder / "ijk.npy", info.ijk, allow_pickle=False)
-        out["ijk"] = "ijk.npy"
-    if info.roi is not None:
-        if np.abs(info.roi).max(initial=0) >= 2**31:
-            raise ValueError("ROI labels must fit in int32 to be saved.")
-        vol = np.zeros(info.shape, dtype=np.int32)
-        vol[tuple(info.ijk.T)] = info.roi
-        nib.save(nib.Nifti1Image(vol, info.affine), folder / "roi.nii.gz")
-        out["roi"] = "roi.nii.gz"
-    if info.roi_names is not None:
-        out["roi_names"] = {str(k): v for k, v in info.roi_names.items()}
-    return out
-
-
-def _load_voxel_info(folder: Path, meta: dict[str, Any]) -> VoxelInfo:
-    mask, affine = _load_volume("mask", folder / meta["mask"])
-    if meta.get("ijk"):
-        ijk = np.load(folder / meta["ijk"], allow_pickle=False)
-        if not mask[tuple(ijk.T)].all() or int((mask != 0).sum()) != len(ijk):
-            raise ValueError(f"{str(folder)!r}: ijk.npy does not match mask.nii.gz.")
-    else:
-        ijk = np.argwhere(mask != 0)
-    roi = None
-    if meta.get("roi"):
-        labels, _ = _load_volume("roi", folder / meta["roi"])
-        roi = labels[tuple(ijk.T)].astype(np.int64)
-    names = meta.get("roi_names")
-    roi_names = {int(k): v for k, v in names.items()} if names else None
-    return VoxelInfo(affine=affine, shape=mask.shape, ijk=ijk, roi=roi, roi_names=roi_names)
+    return bool(a.same_as(b))
 
 
 def _read_trials(file: Path, meta: dict[str, Any]) -> pd.DataFrame:

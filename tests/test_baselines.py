@@ -170,3 +170,45 @@ def test_speed_few_thousand():
     pred = dec.predict(X[1200:])
     corr = np.mean([np.corrcoef(pred[:, j], Y[1200:, j])[0, 1] for j in range(t)])
     assert corr > 0.5
+
+
+def sensor_data(n_stim=160, n_test=40, reps=2, n_channels=6, n_times=12, d=16, noise=1.0,
+                seed=0):
+    """MEG-like epochs (n, C, T) carrying a planted linear code of each stimulus's target."""
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((n_stim + n_test, 8))
+    Y = z @ rng.standard_normal((8, d))
+    Y /= np.linalg.norm(Y, axis=1, keepdims=True)
+    W = rng.standard_normal((8, n_channels * n_times))
+    stim = np.concatenate([np.arange(n_stim), np.repeat(np.arange(n_stim, n_stim + n_test),
+                                                         reps)])
+    X = (z[stim] @ W).reshape(-1, n_channels, n_times)
+    X = X + noise * rng.standard_normal(X.shape)
+    train = stim < n_stim
+    return X[train], Y[stim[train]], X[~train], Y[stim[~train]], stim[~train]
+
+
+def test_sensor_epochs_are_flattened():
+    from braindecode_kit.evaluate import retrieval_accuracy
+    from braindecode_kit.splits import average_by_stimulus
+
+    X, Y, Xt, Yt, stim = sensor_data()
+    assert X.ndim == 3
+    dec = RidgeDecoder().fit(X, Y)
+    assert dec.feature_shape_ == (6, 12) and dec.n_features_in_ == 72
+    flat = RidgeDecoder().fit(X.reshape(len(X), -1), Y)
+    np.testing.assert_array_equal(dec.coef_, flat.coef_)
+    pred = dec.predict(Xt)
+    np.testing.assert_array_equal(pred, flat.predict(Xt.reshape(len(Xt), -1)))
+    avg, ids = average_by_stimulus(pred, stim)
+    truth, _ = average_by_stimulus(Yt, stim)
+    top1 = retrieval_accuracy(avg, truth, k=1, n_candidates=len(ids), n_draws=1)["top1"]
+    assert top1 > 10 / len(ids)  # chance is 1 / 40
+    with pytest.raises(ValueError, match=r"trials of shape \(12, 6\).*fitted on trials of "
+                                         r"shape \(6, 12\)"):
+        dec.predict(Xt.reshape(len(Xt), 12, 6))
+    # per-subject: one 3-D and one 2-D array
+    both = RidgeDecoder().fit([X, X[:, 0]], [Y, Y], subjects=["meg", "fmri"])
+    assert both.estimators_["meg"].feature_shape_ == (6, 12)
+    assert both.estimators_["fmri"].feature_shape_ == (12,)
+    np.testing.assert_array_equal(both.predict([Xt], subjects=["meg"]), pred)

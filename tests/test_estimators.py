@@ -107,3 +107,46 @@ def test_clone_keeps_params():
     est = ContrastiveDecoder(d_shared=64, train_kwargs={"grad_clip": 0.5})
     c = clone(est)
     assert c.get_params() == est.get_params()
+
+
+def _sensor_problem(n_stim=150, n_test=40, reps=2, n_channels=5, n_times=12, d=16,
+                    noise=2.0, seed=0):
+    """MEG-like epochs (n, C, T) carrying a planted linear code of each stimulus's target."""
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((n_stim + n_test, 8))
+    Y = (z @ rng.standard_normal((8, d))).astype(np.float32)
+    Y /= np.linalg.norm(Y, axis=1, keepdims=True)
+    W = rng.standard_normal((8, n_channels * n_times))
+    stim = np.concatenate([np.arange(n_stim), np.repeat(np.arange(n_stim, n_stim + n_test),
+                                                         reps)])
+    X = (z[stim] @ W).reshape(-1, n_channels, n_times)
+    X = (X + noise * rng.standard_normal(X.shape)).astype(np.float32)
+    train = stim < n_stim
+    return X[train], Y[stim[train]], X[~train], Y[stim[~train]]
+
+
+def test_fit_predict_score_sensor_epochs():
+    from braindecode_kit.models import SubjectSpec
+
+    X, Y, Xt, Yt = _sensor_problem()
+    assert X.ndim == 3
+    est = ContrastiveDecoder(**FAST).fit(X, Y)
+    assert est.decoder_.config.subjects["sub-0"] == SubjectSpec("meg", (5, 12))
+    assert est.feature_shapes_ == {"sub-0": (5, 12)} and est.n_features_in_ == 60
+    pred = est.predict(Xt)
+    assert pred.shape == (80, 16) and pred.dtype == np.float32
+    assert est.score(Xt, Yt) > 5 / 40  # well above chance (1/40)
+    with pytest.raises(ValueError, match=r"expects \(5, 12\) features"):
+        est.predict(Xt[:, :, :10])
+    with pytest.raises(ValueError, match="2-D .* or 3-D .*shape \\(80, 5, 12, 1\\)"):
+        est.predict(Xt[..., None])
+    # a 2-D (fMRI) and a 3-D (sEEG) subject in one decoder
+    mixed = ContrastiveDecoder(**{**FAST_NOVAL, "epochs": 1, "modality": "seeg"}).fit(
+        [X[:, 0], X], [Y, Y], subjects=["a", "b"])
+    specs = mixed.decoder_.config.subjects
+    assert specs["a"] == SubjectSpec("seeg", (12,)) and specs["b"] == SubjectSpec("seeg", (5, 12))
+    assert mixed.feature_shapes_ == {"a": (12,), "b": (5, 12)}
+    assert not hasattr(mixed, "n_features_in_")
+    assert mixed.predict([Xt[:, 0], Xt], subjects=["a", "b"]).shape == (160, 16)
+    with pytest.raises(ValueError, match="'modality'.*'fmri', 'meg', 'seeg'.*'eeg'"):
+        ContrastiveDecoder(**{**FAST, "modality": "eeg"}).fit(X, Y)

@@ -1,4 +1,5 @@
-"""Tests of the data model: TrialSet, VoxelInfo, assign_splits, check_no_leak."""
+"""Tests of the data model: TrialSet (fMRI and MEG/sEEG), with VoxelInfo and the split
+helpers it uses; the contract tests at the end run once per modality."""
 
 from __future__ import annotations
 
@@ -13,14 +14,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from braindecode_kit.trialset import (
-    REQUIRED_COLUMNS,
-    SplitLeakError,
-    TrialSet,
-    VoxelInfo,
-    assign_splits,
-    check_no_leak,
-)
+from braindecode_kit.info import SensorInfo, VoxelInfo
+from braindecode_kit.splits import SplitLeakError, assign_splits, check_no_leak
+from braindecode_kit.trialset import REQUIRED_COLUMNS, TrialSet
+
+DATA = Path(__file__).parent / "data"
+NEUROMAG = DATA / "meg" / "neuromag306_sample_audvis_trunc_raw_sss.fif"
+CTF = DATA / "meg" / "ctf275_testdata_short_discontinuous_raw.fif"
 
 SUBJECT = "sub-01"
 
@@ -169,7 +169,16 @@ def test_bad_subject_info_tmin():
 
     info = mne.create_info(4, 100.0, "seeg")
     with pytest.raises(ValueError, match=r"n_channels=3.*len\(info\['ch_names'\]\)=4"):
-        TrialSet(np.zeros((12, 3, 5), np.float32), make_trials(12), "seeg", SUBJECT, info)
+        TrialSet(np.zeros((12, 3, 5), np.float32), make_trials(12), "seeg", SUBJECT, info,
+                 tmin=0.0)
+    with pytest.raises(ValueError, match="'tmin' is needed with an mne.Info"):
+        TrialSet(np.zeros((12, 4, 5), np.float32), make_trials(12), "seeg", SUBJECT, info)
+    si = SensorInfo(info, tmin=-0.5)
+    with pytest.raises(ValueError, match=r"'tmin'=0.0 different from info.tmin=-0.5"):
+        TrialSet(np.zeros((12, 4, 5), np.float32), make_trials(12), "seeg", SUBJECT, si,
+                 tmin=0.0)
+    assert TrialSet(np.zeros((12, 4, 5), np.float32), make_trials(12), "seeg", SUBJECT, si,
+                    tmin=-0.5).tmin == -0.5
     with pytest.raises(TypeError, match="mne.Info"):
         TrialSet(np.zeros((12, 3, 5), np.float32), make_trials(12), "seeg", SUBJECT,
                  make_voxel_info())
@@ -439,9 +448,10 @@ def assert_same(a: TrialSet, b: TrialSet) -> None:
             np.testing.assert_array_equal(a.info.roi, b.info.roi)
             assert a.info.roi_names == b.info.roi_names
     else:
-        assert a.info["ch_names"] == b.info["ch_names"]
-        assert a.info["sfreq"] == b.info["sfreq"]
-        assert a.info.get_channel_types() == b.info.get_channel_types()
+        assert a.info.same_as(b.info)
+        assert a.info.info["ch_names"] == b.info.info["ch_names"]
+        assert a.info.info["sfreq"] == b.info.info["sfreq"]
+        assert a.info.info.get_channel_types() == b.info.info.get_channel_types()
 
 
 def test_save_load_fmri_roi_and_order(tmp_path):
@@ -453,7 +463,8 @@ def test_save_load_fmri_roi_and_order(tmp_path):
     ts2 = TrialSet(ts.data, ts.trials, "fmri", SUBJECT, info2)
     out = ts2.save(tmp_path / "a")
     assert sorted(p.name for p in out.iterdir()) == [
-        "data.npy", "ijk.npy", "mask.nii.gz", "roi.nii.gz", "trials.tsv", "trialset.json"]
+        ".braindecode_kit", "data.npy", "ijk.npy", "mask.nii.gz", "roi.nii.gz", "trials.tsv",
+        "trialset.json"]
     assert_same(ts2, TrialSet.load(out))
     meta = json.loads((out / "trialset.json").read_text())
     assert meta["shape"] == [12, 18] and meta["dtype"] == "float32" and meta["format_version"]
@@ -571,3 +582,197 @@ def test_property_save_load_round_trip(data, n, n_feat, dtype, meg):
 def test_required_columns_constant():
     assert REQUIRED_COLUMNS == ("subject", "session", "run", "onset", "stimulus_id",
                                 "repetition", "split")
+
+
+# --------------------------------------------------------------------------- contract tests
+# Written once, run on every modality: an fMRI TrialSet on a VoxelInfo, a MEG one on the
+# real Neuromag MEG channels and an sEEG one on the real intracranial recording's channels.
+@pytest.fixture(scope="module")
+def real_infos():
+    import mne
+
+    full = mne.io.read_info(NEUROMAG, verbose=False)
+    meg = mne.pick_info(full, mne.pick_types(full, meg="mag"), verbose=False)  # 102 mags
+    raw = mne.io.read_raw(DATA / "ieeg" / "sub-pt1_ses-02_task-monitor_acq-ecog_run-01_clip2.lay",
+                          verbose=False)
+    seeg = raw.info.copy()
+    seeg.set_channel_types(dict.fromkeys(seeg["ch_names"], "seeg"), on_unit_change="ignore")
+    return {"meg": meg, "seeg": seeg}
+
+
+def _info_for(modality: str, real_infos: dict):
+    if modality == "fmri":
+        return make_voxel_info()
+    return SensorInfo(real_infos[modality], tmin=-0.1)
+
+
+@pytest.fixture(params=["fmri", "meg", "seeg"])
+def contract(request, real_infos):
+    """(modality, a 12-trial TrialSet with splits, a function info -> TrialSet)."""
+    modality = request.param
+    info = _info_for(modality, real_infos)
+    n_feat = (info.n_voxels,) if modality == "fmri" else (info.n_channels, 7)
+    data = np.random.default_rng(4).standard_normal((12, *n_feat)).astype(np.float32)
+    splits = {"s0": "train", "s1": "train", "s2": "val", "s3": "test"}
+    trials = make_trials(12)
+    trials["split"] = trials["stimulus_id"].map(splits)
+    return modality, TrialSet(data, trials, modality, SUBJECT, info)
+
+
+def test_contract_feature_shape(contract):
+    modality, ts = contract
+    assert ts.feature_shape == ts.data.shape[1:]
+    assert ts.n_features == int(np.prod(ts.feature_shape))
+    assert ts.feature_axes == type(ts.info).feature_axes
+    assert len(ts.feature_axes) == len(ts.feature_shape)
+    sizes = [getattr(ts, f"n_{a}") for a in ts.feature_axes]
+    assert tuple(sizes) == ts.feature_shape
+    if modality != "fmri":
+        assert isinstance(ts.info, SensorInfo) and ts.tmin == ts.info.tmin == -0.1
+        assert ts.n_channels == len(ts.info.ch_names)
+
+
+def test_contract_save_load_round_trip(contract, tmp_path):
+    modality, ts = contract
+    ts.save(tmp_path / "ts")
+    loaded = TrialSet.load(tmp_path / "ts")
+    assert isinstance(loaded.data, np.memmap)  # memory-mapped, not read
+    assert_same(ts, loaded)
+    assert loaded.info.same_as(ts.info) and type(loaded.info) is type(ts.info)
+    assert loaded.feature_shape == ts.feature_shape
+    assert_same(ts, TrialSet.load(tmp_path / "ts", mmap=False))
+    meta = json.loads((tmp_path / "ts" / "trialset.json").read_text())
+    assert meta["modality"] == modality and meta["info"]["kind"] == type(ts.info).kind
+
+
+def test_contract_select(contract):
+    _, ts = contract
+    tr = ts.select(split="train")
+    mask = ts.trials["split"].to_numpy() == "train"
+    np.testing.assert_array_equal(tr.data, ts.data[mask])
+    assert set(tr.stimulus_ids) == {"s0", "s1"} and tr.info is ts.info
+    s3 = ts.select(stimulus_ids=["s3"])
+    np.testing.assert_array_equal(s3.data, ts.data[[3, 7, 11]])
+    assert s3.feature_shape == ts.feature_shape
+    with pytest.raises(ValueError, match="matched no trials"):
+        ts.select(split="val", stimulus_ids=["s0"])
+
+
+def test_contract_select_keeps_memmap(contract, tmp_path):
+    _, ts = contract
+    loaded = TrialSet.load(ts.save(tmp_path / "ts"))
+    block = loaded.select(session=2)
+    assert isinstance(block.data, np.memmap)
+    np.testing.assert_array_equal(block.data, ts.data[6:])
+
+
+def test_contract_average_repetitions(contract):
+    _, ts = contract
+    av = ts.average_repetitions()
+    assert av.data.shape == (4, *ts.feature_shape) and av.data.dtype == np.float32
+    assert list(av.trials.index) == ["s0", "s1", "s2", "s3"]
+    assert list(av.trials["repetition"]) == [3, 3, 3, 3]
+    assert list(av.trials["split"]) == ["train", "train", "val", "test"]
+    np.testing.assert_allclose(av.data[2], ts.data[[2, 6, 10]].mean(0), rtol=1e-5, atol=1e-6)
+    assert av.info.same_as(ts.info) and av.tmin == ts.tmin
+
+
+def test_contract_concatenate(contract, real_infos):
+    modality, ts = contract
+    a, b = ts.select(session=1), ts.select(session=2)
+    both = TrialSet.concatenate([a, b])
+    np.testing.assert_array_equal(both.data, ts.data)
+    pd.testing.assert_frame_equal(both.trials, ts.trials)
+    assert both.info.same_as(ts.info)
+    other = ts.info.subset(np.arange(1, (ts.n_voxels if modality == "fmri" else ts.n_channels)))
+    b_other = TrialSet(np.ascontiguousarray(b.data[:, 1:]), b.trials, modality, SUBJECT, other)
+    with pytest.raises(ValueError, match="feature shape"):
+        TrialSet.concatenate([a, b_other])
+    if modality != "fmri":
+        shifted = SensorInfo(ts.info.info, tmin=0.0)
+        with pytest.raises(ValueError, match=r"different feature space \(info or tmin\)"):
+            TrialSet.concatenate([a, TrialSet(b.data, b.trials, modality, SUBJECT, shifted)])
+
+
+def test_contract_with_splits(contract):
+    _, ts = contract
+    out = ts.with_splits({"s0": "test", "s1": "train", "s2": "train", "s3": "val"})
+    assert list(out.trials["split"][:4]) == ["test", "train", "train", "val"]
+    assert out.data is ts.data and out.info is ts.info
+    assert list(ts.trials["split"][:4]) == ["train", "train", "val", "test"]  # untouched
+
+
+def test_contract_repr(contract):
+    modality, ts = contract
+    text, page = repr(ts), ts._repr_html_()
+    shape = " x ".join(map(str, ts.feature_shape))
+    assert f"{modality}, subject 'sub-01', 12 trials x {shape} {' x '.join(ts.feature_axes)}" in text
+    for needle in ("sub-01", modality, "train: 6 / 2", "<table", "t000",
+                   " x ".join(map(str, ts.data.shape))):
+        assert needle in page
+    for label, value in ts.info.describe(ts.feature_shape):
+        assert f">{label}</th>" in page and value in page
+    if modality == "fmri":
+        assert "18 voxels" in text and "18 in a 4 x 5 x 6 grid" in page
+    else:
+        sfreq = f"{ts.info.sfreq:g} Hz"
+        assert f"({sfreq}, tmin -0.1 s)" in text
+        assert sfreq in page and "-0.1 s" in page and "7 samples, -0.1 to" in page
+        assert f"{ts.n_channels} ({ts.n_channels} {ts.info.ch_types[0]})" in page
+
+
+def test_contract_bad_info_vs_shape(contract):
+    modality, ts = contract
+    n = ts.feature_shape[0]
+    data = np.ascontiguousarray(ts.data[:, :-1])
+    expected = (rf"info.n_voxels={n} different from data's n_voxels={n - 1}" if modality == "fmri"
+                else rf"n_channels={n - 1} \(data.shape\[1\]\) different from.*={n}")
+    with pytest.raises(ValueError, match=expected):
+        TrialSet(data, ts.trials, modality, SUBJECT, ts.info)
+    with pytest.raises(ValueError, match=f"must be {1 + len(ts.feature_axes)}-D"):
+        TrialSet(ts.data[..., None], ts.trials, modality, SUBJECT, ts.info)
+
+
+# --------------------------------------------------------------------------- compatibility
+def test_mne_info_is_wrapped_into_a_sensor_info(real_infos):
+    info = real_infos["meg"]
+    data = np.zeros((12, info["nchan"], 5), np.float32)
+    ts = TrialSet(data, make_trials(12), "meg", SUBJECT, info, tmin=-0.2)
+    assert isinstance(ts.info, SensorInfo) and ts.info.ch_names == info["ch_names"]
+    assert ts.tmin == ts.info.tmin == -0.2
+    np.testing.assert_array_equal(ts.info.positions_3d,
+                                  [ch["loc"][:3] for ch in info["chs"]])
+
+
+def test_load_first_meg_layout(tmp_path):
+    """A MEG folder written before SensorInfo (info kind 'mne.Info', tmin beside it)."""
+    ts = make_meg()
+    path = ts.save(tmp_path / "ts")
+    meta = json.loads((path / "trialset.json").read_text())
+    meta["info"] = {"kind": "mne.Info", "file": "info.fif"}
+    (path / "trialset.json").write_text(json.dumps(meta))
+    back = TrialSet.load(path)
+    assert back.tmin == -0.2 and back.info.same_as(ts.info)
+    meta["info"]["kind"] = "Other"
+    (path / "trialset.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=r"info kind.*'VoxelInfo', 'SensorInfo'.*'Other'"):
+        TrialSet.load(path)
+
+
+def test_fmri_folder_without_marker_loads_and_is_replaced(tmp_path):
+    """An fMRI TrialSet folder as written before folder markers: same files, same json."""
+    ts = make_fmri()
+    path = ts.save(tmp_path / "ts")
+    (path / ".braindecode_kit").unlink()
+    assert sorted(p.name for p in path.iterdir()) == [
+        "data.npy", "mask.nii.gz", "trials.tsv", "trialset.json"]
+    meta = json.loads((path / "trialset.json").read_text())
+    assert meta["info"] == {"kind": "VoxelInfo", "mask": "mask.nii.gz", "ijk": None,
+                            "roi": None, "roi_names": None}
+    assert_same(ts, TrialSet.load(path))
+    make_fmri(seed=2).save(path)  # replaced: it holds only what a TrialSet writes
+    assert_same(make_fmri(seed=2), TrialSet.load(path))
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    with pytest.raises(FileExistsError, match="notes.txt"):
+        ts.save(tmp_path / "mine")

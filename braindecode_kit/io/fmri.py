@@ -13,7 +13,7 @@ Three entry points:
 
 Masks can be a NIfTI mask, an atlas with label names (``atlas=..., rois=[...]``), or a
 nilearn masker (fitted or not); the voxels' positions are kept as a
-:class:`~braindecode_kit.trialset.VoxelInfo` so ``trialset.to_nifti(values)`` maps any
+:class:`~braindecode_kit.info.VoxelInfo` so ``trialset.to_nifti(values)`` maps any
 per-voxel vector back to the subject's space.
 """
 
@@ -29,10 +29,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._logging import logger, verbose
 from .._checks import check_option
+from .._logging import logger, verbose
 from .._utils import PathLike, atomic_path, hash_jsonable, write_json_atomic
-from ..trialset import TrialSet, VoxelInfo, check_no_leak
+from ..info import VoxelInfo
+from ..splits import check_no_leak
+from ..trialset import TrialSet
 
 __all__ = [
     "Int16OverflowError",

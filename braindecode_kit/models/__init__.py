@@ -1,4 +1,4 @@
-"""Decoder models: per-subject adapters, the shared encoder, heads and losses.
+"""Decoder models: per-subject specs and adapters, the shared encoder, heads and losses.
 
 Names are imported lazily (torch is imported on first use).
 """
@@ -11,13 +11,21 @@ from .._lazy import attach
 
 _LAZY = {
     "DecoderConfig": "braindecode_kit.models.config",
+    "SubjectSpec": "braindecode_kit.models.config",
+    "MODALITIES": "braindecode_kit.models.config",
     "BrainDecoder": "braindecode_kit.models.decoder",
     "LinearAdapter": "braindecode_kit.models.adapters",
     "MLPAdapter": "braindecode_kit.models.adapters",
-    "ADAPTERS": "braindecode_kit.models.adapters",
+    "Adapter": "braindecode_kit.models.adapters",
+    "ADAPTERS": "braindecode_kit.models._registry",
     "register_adapter": "braindecode_kit.models.adapters",
-    "ResidualMLP": "braindecode_kit.models.encoder",
-    "ResidualBlock": "braindecode_kit.models.encoder",
+    "build_adapter": "braindecode_kit.models.adapters",
+    "ENCODERS": "braindecode_kit.models._registry",
+    "register_encoder": "braindecode_kit.models.encoders",
+    "build_encoder": "braindecode_kit.models.encoders",
+    "TemporalPool": "braindecode_kit.models.encoders",
+    "ResidualMLP": "braindecode_kit.models.mlp_encoder",
+    "ResidualBlock": "braindecode_kit.models.mlp_encoder",
     "PooledHead": "braindecode_kit.models.heads",
     "TokenHead": "braindecode_kit.models.heads",
     "CombinedLoss": "braindecode_kit.models.losses",
@@ -29,10 +37,13 @@ _LAZY = {
     "mse_loss": "braindecode_kit.models.losses",
     "cosine_loss": "braindecode_kit.models.losses",
 }
-_SUBMODULES = {"config", "adapters", "encoder", "heads", "decoder", "losses"}
+_SUBMODULES = {"config", "adapters", "encoders", "mlp_encoder", "heads", "decoder", "losses"}
 
 __all__ = [
     "ADAPTERS",
+    "ENCODERS",
+    "MODALITIES",
+    "Adapter",
     "BrainDecoder",
     "CombinedLoss",
     "DecoderConfig",
@@ -42,21 +53,33 @@ __all__ = [
     "PooledHead",
     "ResidualBlock",
     "ResidualMLP",
+    "SubjectSpec",
+    "TemporalPool",
     "TokenHead",
+    "build_adapter",
+    "build_encoder",
     "clip_loss",
     "cosine_loss",
     "mixco",
     "mixco_loss",
     "mse_loss",
     "register_adapter",
+    "register_encoder",
     "soft_clip_loss",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .adapters import ADAPTERS, LinearAdapter, MLPAdapter, register_adapter
-    from .config import DecoderConfig
+    from .adapters import (
+        ADAPTERS,
+        Adapter,
+        LinearAdapter,
+        MLPAdapter,
+        build_adapter,
+        register_adapter,
+    )
+    from .config import MODALITIES, DecoderConfig, SubjectSpec
     from .decoder import BrainDecoder
-    from .encoder import ResidualBlock, ResidualMLP
+    from .encoders import ENCODERS, TemporalPool, build_encoder, register_encoder
     from .heads import PooledHead, TokenHead
     from .losses import (
         CombinedLoss,
@@ -68,6 +91,7 @@ if TYPE_CHECKING:  # pragma: no cover
         mse_loss,
         soft_clip_loss,
     )
+    from .mlp_encoder import ResidualBlock, ResidualMLP
 
 
 __getattr__, __dir__ = attach(__name__, _LAZY, _SUBMODULES)

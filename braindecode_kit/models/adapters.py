@@ -1,108 +1,179 @@
 """Per-subject adapters: each maps one subject's features into the shared space.
 
 Subjects have different numbers of voxels (or sensors), so each gets its own adapter;
-everything after the adapter is shared. The registry is open: a new adapter kind (e.g. a
-sensor ``SubjectLayer``) registers itself with :func:`register_adapter` and is then
-selectable by name in :class:`~braindecode_kit.models.DecoderConfig`.
+everything after the adapter is shared. An adapter owns its output normalisation
+(``.norm``, applied last). The registry is open: a new adapter kind (e.g. a sensor
+``SubjectLayer``) registers itself with :func:`register_adapter` and is then selectable by
+name in :class:`~braindecode_kit.models.DecoderConfig` and
+:class:`~braindecode_kit.models.SubjectSpec`.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
+from typing import ClassVar
 
 import torch
 from torch import nn
 
-from .config import DecoderConfig
+from .._checks import check_option
+from ._registry import ADAPTERS
+from .config import DecoderConfig, SubjectSpec
 
-__all__ = ["ADAPTERS", "LinearAdapter", "MLPAdapter", "build_adapter", "register_adapter"]
+__all__ = [
+    "ADAPTERS",
+    "FEATURE_KINDS",
+    "Adapter",
+    "LinearAdapter",
+    "MLPAdapter",
+    "build_adapter",
+    "register_adapter",
+]
 
-#: adapter kind -> class with a ``from_config(in_shape, config)`` constructor
-ADAPTERS: dict[str, type[nn.Module]] = {}
+#: what an adapter produces and an encoder consumes: ``(n, d)`` or ``(n, d, T)`` tensors
+FEATURE_KINDS = ("vector", "sequence")
 
 
 def register_adapter(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
     """Class decorator adding an adapter kind to :data:`ADAPTERS`.
 
-    The class must define ``from_config(in_shape: tuple[int, ...], config: DecoderConfig)``
-    returning a module mapping ``(n, *in_shape)`` tensors to ``(n, config.d_shared)``.
+    The class must define ``from_config(spec: SubjectSpec, config: DecoderConfig)``
+    returning a module that maps ``(n, *spec.feature_shape)`` tensors to the shared space,
+    a class attribute ``produces`` (``"vector"``: ``(n, config.d_shared)``;
+    ``"sequence"``: ``(n, config.d_shared, T)``) and, on the instance, ``norm``: its output
+    normalisation (``nn.Identity`` if none), applied at the end of ``forward``. Subclassing
+    :class:`Adapter` gives ``produces = "vector"`` and a ``norm`` from the config.
+
+    Parameters
+    ----------
+    name : str
+        The kind's name (a later registration under the same name replaces the earlier).
+
+    Returns
+    -------
+    callable
+        The decorator; it returns the class unchanged.
     """
 
     def deco(cls: type[nn.Module]) -> type[nn.Module]:
         if not hasattr(cls, "from_config"):
             raise TypeError(f"Adapter class {cls.__name__} must define from_config().")
-        ADAPTERS[name] = cls
+        check_option(f"{cls.__name__}.produces", getattr(cls, "produces", None), FEATURE_KINDS)
+        ADAPTERS.add(name, cls)
         return cls
 
     return deco
 
 
-def build_adapter(kind: str, in_shape: tuple[int, ...], config: DecoderConfig) -> nn.Module:
-    """Instantiate the adapter ``kind`` for input shape ``in_shape``."""
-    if kind not in ADAPTERS:
-        raise ValueError(
-            f"Invalid value for the 'adapter' parameter. Allowed values are "
-            f"{', '.join(map(repr, sorted(ADAPTERS)))}, but got {kind!r} instead."
+def build_adapter(kind: str, spec: SubjectSpec, config: DecoderConfig) -> nn.Module:
+    """Instantiate the adapter ``kind`` for a subject's ``spec``.
+
+    Parameters
+    ----------
+    kind : str
+        A registered adapter kind.
+    spec : SubjectSpec
+        The subject's input (its ``feature_shape`` sizes the adapter).
+    config : DecoderConfig
+        The decoder's hyperparameters (``d_shared``, dropout, norm, ...).
+
+    Returns
+    -------
+    torch.nn.Module
+        The adapter, with its ``norm`` attribute.
+    """
+    check_option("adapter", kind, ADAPTERS.names())
+    adapter = ADAPTERS[kind].from_config(spec, config)
+    if not isinstance(getattr(adapter, "norm", None), nn.Module):
+        raise TypeError(
+            f"The {kind!r} adapter ({type(adapter).__name__}) must have a 'norm' module (its "
+            "output normalisation, nn.Identity() if none), applied at the end of forward."
         )
-    return ADAPTERS[kind].from_config(tuple(in_shape), config)
+    return adapter
 
 
-def _n_in(in_shape: tuple[int, ...]) -> int:
-    return int(math.prod(in_shape))
+class Adapter(nn.Module):
+    """Base of the built-in adapters: ``produces = "vector"`` and a config-given norm.
+
+    Subclasses build their layers first and call :meth:`_set_norm` last, so the norm
+    (which draws no random numbers) comes after them in the state dict.
+    """
+
+    #: what the adapter outputs: ``"vector"`` ``(n, d_shared)``
+    produces: ClassVar[str] = "vector"
+
+    def _set_norm(self, d_out: int, norm: bool) -> None:
+        self.norm = nn.LayerNorm(d_out) if norm else nn.Identity()
 
 
 @register_adapter("linear")
-class LinearAdapter(nn.Module):
+class LinearAdapter(Adapter):
     """One linear layer ``n_features -> d_out`` (MindEye2's per-subject "ridge" layer).
 
     Its regularisation is the optimiser's weight decay (set ``adapter_weight_decay`` in
     :class:`~braindecode_kit.train.TrainConfig`), as in MindEye2. Structured input
-    (``(n, C, T)``) is flattened.
+    (``(n, C, T)`` sensor epochs) is flattened to ``(n, C * T)``.
 
     Parameters
     ----------
     n_features : int
-        Number of input features (voxels).
+        Number of input values per trial (voxels, or channels x times).
     d_out : int
         Width of the shared space.
     dropout : float
-        Dropout applied to the input features.
+        Dropout applied to the input features (in training mode only).
+    norm : bool
+        Whether the output goes through a LayerNorm (``.norm``; else ``nn.Identity``).
+
+    Attributes
+    ----------
+    linear : torch.nn.Linear
+        The ``n_features -> d_out`` layer.
+    norm : torch.nn.Module
+        The output normalisation.
     """
 
-    def __init__(self, n_features: int, d_out: int, dropout: float = 0.0) -> None:
+    def __init__(self, n_features: int, d_out: int, dropout: float = 0.0,
+                 norm: bool = False) -> None:
         super().__init__()
         self.n_features = int(n_features)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.linear = nn.Linear(self.n_features, d_out)
+        self._set_norm(d_out, norm)
 
     @classmethod
-    def from_config(cls, in_shape: tuple[int, ...], config: DecoderConfig) -> LinearAdapter:
-        return cls(_n_in(in_shape), config.d_shared, config.adapter_dropout)
+    def from_config(cls, spec: SubjectSpec, config: DecoderConfig) -> LinearAdapter:
+        """The adapter for ``spec``'s flattened input and ``config``'s shared space."""
+        return cls(spec.n_features, config.d_shared, config.adapter_dropout,
+                   norm=config.norm == "layernorm")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(self.dropout(x.flatten(1)))
+        return self.norm(self.linear(self.dropout(x.flatten(1))))
 
 
 @register_adapter("mlp")
-class MLPAdapter(nn.Module):
+class MLPAdapter(Adapter):
     """A shallow MLP ``n_features -> hidden -> d_out`` (as See Through Their Minds).
 
-    Linear, LayerNorm, GELU, Dropout, Linear.
+    Dropout, Linear, LayerNorm, GELU, Dropout, Linear, then the output norm. Structured
+    input (``(n, C, T)``) is flattened.
 
     Parameters
     ----------
     n_features : int
-        Number of input features (voxels).
+        Number of input values per trial (voxels, or channels x times).
     d_out : int
         Width of the shared space.
     hidden : int
         Hidden width.
     dropout : float
-        Dropout on the input features and on the hidden layer.
+        Dropout on the input features and on the hidden layer (in training mode only).
+    norm : bool
+        Whether the output goes through a LayerNorm (``.norm``; else ``nn.Identity``).
     """
 
-    def __init__(self, n_features: int, d_out: int, hidden: int = 512, dropout: float = 0.0):
+    def __init__(self, n_features: int, d_out: int, hidden: int = 512, dropout: float = 0.0,
+                 norm: bool = False) -> None:
         super().__init__()
         self.n_features = int(n_features)
         self.net = nn.Sequential(
@@ -113,11 +184,13 @@ class MLPAdapter(nn.Module):
             nn.Dropout(dropout) if dropout > 0 else nn.Identity(),
             nn.Linear(hidden, d_out),
         )
+        self._set_norm(d_out, norm)
 
     @classmethod
-    def from_config(cls, in_shape: tuple[int, ...], config: DecoderConfig) -> MLPAdapter:
-        return cls(_n_in(in_shape), config.d_shared, config.adapter_hidden,
-                   config.adapter_dropout)
+    def from_config(cls, spec: SubjectSpec, config: DecoderConfig) -> MLPAdapter:
+        """The adapter for ``spec``'s flattened input and ``config``'s shared space."""
+        return cls(spec.n_features, config.d_shared, config.adapter_hidden,
+                   config.adapter_dropout, norm=config.norm == "layernorm")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x.flatten(1))
+        return self.norm(self.net(x.flatten(1)))

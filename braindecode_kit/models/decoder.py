@@ -1,4 +1,4 @@
-"""``BrainDecoder``: per-subject adapters + a shared residual encoder + CLIP heads."""
+"""``BrainDecoder``: per-subject adapters + a shared encoder + CLIP heads."""
 
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ from torch import nn
 
 from .._checks import check_finite, check_option
 from .._utils import PathLike, atomic_dir
+from ._registry import ADAPTERS
 from .adapters import build_adapter
-from .config import DecoderConfig
-from .encoder import ResidualMLP
+from .config import DecoderConfig, SubjectSpec
+from .encoders import build_encoder, encoder_class
 from .heads import PooledHead, TokenHead
 
 __all__ = ["BrainDecoder", "HEADS"]
@@ -30,11 +31,13 @@ _CONFIG = "config.json"
 class BrainDecoder(nn.Module):
     """Decode CLIP embeddings from brain activity, for many subjects at once.
 
-    Each subject's trials go through that subject's adapter (``config.subjects`` fixes
-    its feature count) into a shared ``d_shared`` space, then through the shared residual
-    MLP and the heads. A batch may mix subjects: pass a mapping ``subject -> tensor``, or
-    one tensor with a per-row sequence of subject names (then all those subjects must have
-    the same feature count); rows are grouped by subject inside :meth:`forward`.
+    Each subject's trials go through that subject's adapter (its
+    :class:`~braindecode_kit.models.SubjectSpec` in ``config.subjects`` fixes the
+    per-trial shape: ``(n_voxels,)`` or ``(n_channels, n_times)``) and the adapter's norm
+    into a shared ``d_shared`` space, then through the shared encoder (``config.encoder``)
+    and the heads. A batch may mix subjects: pass a mapping ``subject -> tensor``, or one
+    tensor with a per-row sequence of subject names (then all those subjects must have the
+    same feature shape); rows are grouped by subject inside :meth:`forward`.
 
     Input normalisation is not part of the model: z-score the data upstream (per subject,
     per session, with training statistics) as NSD pipelines do.
@@ -63,6 +66,7 @@ class BrainDecoder(nn.Module):
                 f"config must be a DecoderConfig (or its dict), but got {type(config).__name__}."
             )
         self.config = copy.deepcopy(config)
+        self.register_load_state_dict_pre_hook(_upgrade_state)
         if seed is None:
             self._build()
         else:
@@ -72,12 +76,12 @@ class BrainDecoder(nn.Module):
 
     def _build(self) -> None:
         cfg = self.config
+        for subject in cfg.subjects:  # before drawing any weight
+            self._check_compatible(subject)
         self.adapters = nn.ModuleDict()
-        self.adapter_norms = nn.ModuleDict()
         for subject in cfg.subjects:
             self._make_adapter(subject)
-        self.encoder = ResidualMLP(cfg.d_shared, cfg.n_blocks, cfg.dropout,
-                                   final_norm=cfg.norm == "layernorm")
+        self.encoder = build_encoder(cfg.encoder, cfg)
         self.heads = nn.ModuleDict()
         self.heads["image"] = PooledHead(cfg.d_shared, cfg.embed_dim, cfg.head_hidden)
         if cfg.token_shape is not None:
@@ -94,13 +98,26 @@ class BrainDecoder(nn.Module):
         self.register_buffer("stimulus_map_weight", weight.float().contiguous())
         self.register_buffer("stimulus_map_bias", bias.float().contiguous())
 
+    def _check_compatible(self, subject: str) -> None:
+        """Refuse an adapter whose output the encoder does not consume."""
+        cfg = self.config
+        kind = cfg.adapter_kind(subject)
+        check_option("adapter", kind, ADAPTERS.names())
+        produces = getattr(ADAPTERS[kind], "produces", None)
+        consumes = getattr(encoder_class(cfg.encoder), "consumes", None)
+        if produces != consumes:
+            layout = {"vector": "(n, d_shared)", "sequence": "(n, d_shared, T)"}
+            raise ValueError(
+                f"Subject {subject!r}'s adapter {kind!r} produces {produces} features "
+                f"{layout.get(produces, '')}, but the encoder {cfg.encoder!r} consumes "
+                f"{consumes} features {layout.get(consumes, '')}: choose an adapter that "
+                f"produces {consumes} features, or an encoder that consumes {produces} ones."
+            )
+
     def _make_adapter(self, subject: str) -> nn.Module:
         cfg = self.config
-        adapter = build_adapter(cfg.adapter_kind(subject), cfg.feature_shape(subject), cfg)
+        adapter = build_adapter(cfg.adapter_kind(subject), cfg.spec(subject), cfg)
         self.adapters[subject] = adapter
-        self.adapter_norms[subject] = (
-            nn.LayerNorm(cfg.d_shared) if cfg.norm == "layernorm" else nn.Identity()
-        )
         return adapter
 
     # ------------------------------------------------------------------ properties
@@ -118,21 +135,28 @@ class BrainDecoder(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
-    def add_subject(self, name: str, n_features: int | Sequence[int],
+    def add_subject(self, name: str, spec: SubjectSpec | int | Sequence[int],
                     adapter: str | None = None, seed: int | None = None) -> nn.Module:
-        """Add a fresh adapter for a new subject (in place) and return it.
+        """Add a fresh adapter (with its norm) for a new subject (in place) and return it.
 
         Parameters
         ----------
         name : str
             The new subject's name (must not exist yet).
-        n_features : int or tuple of int
-            Its number of features (or per-trial input shape).
+        spec : SubjectSpec, int or tuple of int
+            What its input is: a :class:`~braindecode_kit.models.SubjectSpec` (e.g.
+            ``SubjectSpec.from_trialset(ts)``), or a number of features / a per-trial
+            shape (an fMRI subject).
         adapter : str or None
-            Adapter kind; None uses ``config.adapter``.
+            Adapter kind; None uses the spec's, else ``config.adapter``.
         seed : int or None
             If given, the adapter is initialised from this seed without touching the
             global torch random state (else from the global state).
+
+        Returns
+        -------
+        torch.nn.Module
+            The new adapter (``decoder.adapters[name]``), on the decoder's device.
         """
         name = str(name)
         if name in self.config.subjects:
@@ -140,11 +164,27 @@ class BrainDecoder(nn.Module):
                 f"Subject {name!r} already has an adapter; existing subjects are "
                 f"{self.subjects}."
             )
+        try:
+            spec = SubjectSpec.from_value(spec)
+        except (TypeError, ValueError) as err:
+            raise type(err)(f"add_subject({name!r}): {err}") from err
+        if adapter is not None:
+            if spec.adapter is not None and spec.adapter != adapter:
+                raise ValueError(
+                    f"add_subject({name!r}) got adapter={adapter!r} but its SubjectSpec says "
+                    f"{spec.adapter!r}: give it once."
+                )
+            if adapter != self.config.adapter:
+                spec.adapter = adapter
         new_cfg = self.config.to_dict()
-        new_cfg["subjects"][name] = n_features
-        if adapter is not None and adapter != self.config.adapter:
-            new_cfg["adapter_kinds"][name] = adapter
-        self.config = DecoderConfig.from_dict(new_cfg)
+        new_cfg["subjects"][name] = spec.to_dict()
+        new_config = DecoderConfig.from_dict(new_cfg)
+        old_config, self.config = self.config, new_config
+        try:
+            self._check_compatible(name)
+        except ValueError:
+            self.config = old_config
+            raise
         if seed is None:
             module = self._make_adapter(name)
         else:
@@ -239,34 +279,43 @@ class BrainDecoder(nn.Module):
 
     def shared_features(self, X: Any, subject: str | None = None,
                         batch_size: int = 512) -> np.ndarray:
-        """Encoder inputs ``(n, d_shared)`` of one subject's trials (adapter + its norm).
+        """Encoder inputs of one subject's trials (its adapter, norm included).
 
-        ``X`` and ``subject`` as in :meth:`predict`.
+        ``X`` and ``subject`` as in :meth:`predict`. ``(n, d_shared)`` for vector
+        adapters (``(n, d_shared, T)`` for sequence ones).
         """
         return self._batched(X, subject, batch_size, self.encode, (self.config.d_shared,))
 
     # ------------------------------------------------------------------ forward
     def _check_shape(self, subject: str, x: torch.Tensor | np.ndarray) -> None:
-        expected = self.config.feature_shape(subject)
+        spec = self.config.spec(subject)
+        expected = spec.feature_shape
         got = tuple(x.shape[1:])
         if got != expected:
             exp = expected[0] if len(expected) == 1 else expected
             found = got[0] if len(got) == 1 else got
+            hint = ("Was the data masked with a different mask, or given to the wrong subject?"
+                    if spec.modality == "fmri" else
+                    "Were the epochs cut with other channels or another tmin/tmax/sfreq, or "
+                    "given to the wrong subject?")
             raise ValueError(
-                f"Subject {subject!r} expects {exp} features per trial, but the input has "
-                f"{found} (input shape {tuple(x.shape)}). Was the data masked with a different "
-                "mask, or given to the wrong subject?"
+                f"Subject {subject!r} ({spec.modality}) expects {exp} features per trial, but "
+                f"the input has {found} (input shape {tuple(x.shape)}). {hint}"
             )
 
     def encode(self, x: torch.Tensor, subject: str) -> torch.Tensor:
-        """Shared-space features ``(n, d_shared)`` of one subject's trials (before heads)."""
+        """Shared-space features of one subject's trials: its adapter, norm included.
+
+        ``(n, d_shared)`` for vector adapters (``(n, d_shared, T)`` for sequence ones),
+        before the shared encoder.
+        """
         if subject not in self.adapters:
             raise KeyError(
                 f"Unknown subject {subject!r}; this decoder knows {self.subjects}. "
                 "Use add_subject() or adapt_subject() for a new subject."
             )
         self._check_shape(subject, x)
-        return self.adapter_norms[subject](self.adapters[subject](x))
+        return self.adapters[subject](x)
 
     def forward(
         self,
@@ -311,11 +360,14 @@ class BrainDecoder(nn.Module):
                     f"subject must name one subject per row: got {len(subject)} names for "
                     f"{x.shape[0]} rows."
                 )
-            feats = x.new_empty((x.shape[0], self.config.d_shared))
+            feats = None
             names = np.asarray(subject)
             for s in dict.fromkeys(subject):
                 idx = torch.as_tensor(np.flatnonzero(names == s), device=x.device)
-                feats = feats.index_copy(0, idx, self.encode(x[idx], s).to(feats.dtype))
+                part = self.encode(x[idx], s)
+                if feats is None:
+                    feats = x.new_empty((x.shape[0], *part.shape[1:]))
+                feats = feats.index_copy(0, idx, part.to(feats.dtype))
         h = self.encoder(feats)
         return {name: head(h) for name, head in self.heads.items()}
 
@@ -404,10 +456,10 @@ class BrainDecoder(nn.Module):
         """
         from safetensors.torch import save_file
 
-        from .. import __version__
+        from .._version import __version__
 
         directory = Path(directory)
-        with atomic_dir(directory) as tmp:
+        with atomic_dir(directory, kind="BrainDecoder", produces={_WEIGHTS, _CONFIG}) as tmp:
             save_file(state_dict_for_saving(self), str(tmp / _WEIGHTS),
                       metadata={"format": "pt"})
             cfg = {"_class": type(self).__name__, "_version": __version__,
@@ -431,6 +483,7 @@ class BrainDecoder(nn.Module):
         raw = json.loads((directory / _CONFIG).read_text())
         cfg = DecoderConfig.from_dict({k: v for k, v in raw.items() if not k.startswith("_")})
         model = cls(cfg)
+        # weights saved before the adapters owned their norms load too (see _upgrade_state)
         model.load_state_dict(load_file(str(directory / _WEIGHTS), device="cpu"), strict=True)
         return model.to(device).eval()
 
@@ -440,26 +493,43 @@ class BrainDecoder(nn.Module):
         c = self.config
         n_params = sum(p.numel() for p in self.parameters())
         subj = "".join(
-            f"<tr><td>{html.escape(s)}</td><td>{html.escape(str(c.subjects[s]))}</td>"
+            f"<tr><td>{html.escape(s)}</td><td>{html.escape(c.subjects[s].modality)}</td>"
+            f"<td>{html.escape(' x '.join(map(str, c.subjects[s].feature_shape)))}</td>"
             f"<td>{html.escape(c.adapter_kind(s))}</td></tr>" for s in self.subjects)
         smap = ("no" if not c.stimulus_map else
                 "image + caption embeddings" if c.stimulus_map_text_dim else "image embedding")
-        rows = [("shared space", f"{c.d_shared}-d, {c.n_blocks} residual blocks"),
+        rows = [("shared space", f"{c.d_shared}-d"),
+                ("encoder", f"{c.encoder} ({c.n_blocks} blocks)"),
                 ("heads", ", ".join(self.head_names) + f" (image: {c.embed_dim}-d)"),
                 ("parameters", f"{n_params:,}"),
                 ("stimulus map (new subjects in closed form)", smap)]
         info = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th>"
                        f"<td style='text-align:left'>{html.escape(v)}</td></tr>" for k, v in rows)
         return ("<div><strong>BrainDecoder</strong><table>" + info + "</table>"
-                "<table><tr><th>subject</th><th>features</th><th>adapter</th></tr>" + subj
+                "<table><tr><th>subject</th><th>modality</th><th>features</th>"
+                "<th>adapter</th></tr>" + subj
                 + "</table></div>")
 
     def extra_repr(self) -> str:
         c = self.config
-        return (f"subjects={self.subjects}, d_shared={c.d_shared}, n_blocks={c.n_blocks}, "
-                f"heads={self.head_names}")
+        return (f"subjects={self.subjects}, d_shared={c.d_shared}, encoder={c.encoder!r}, "
+                f"n_blocks={c.n_blocks}, heads={self.head_names}")
 
 
 def state_dict_for_saving(module: nn.Module) -> dict[str, torch.Tensor]:
     """A CPU, contiguous, unshared copy of ``module.state_dict()`` for safetensors."""
     return {k: v.detach().cpu().contiguous().clone() for k, v in module.state_dict().items()}
+
+
+def _upgrade_state(module: nn.Module, state_dict: dict[str, Any], prefix: str,
+                   *args: Any) -> None:
+    """Rename the keys of weights saved before the adapters owned their norms, in place.
+
+    ``adapter_norms.<subject>.<param>`` (the norms once held beside the adapters) becomes
+    ``adapters.<subject>.norm.<param>``; a load_state_dict pre-hook, so
+    :meth:`BrainDecoder.from_pretrained` and ``load_state_dict`` both read old weights.
+    """
+    old = prefix + "adapter_norms."
+    for key in [k for k in state_dict if k.startswith(old)]:
+        subject, _, param = key[len(old):].partition(".")  # module names hold no "."
+        state_dict[f"{prefix}adapters.{subject}.norm.{param}"] = state_dict.pop(key)

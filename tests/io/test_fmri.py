@@ -22,7 +22,8 @@ from braindecode_kit.io import (
     to_int16,
     zscore_sessions,
 )
-from braindecode_kit.trialset import SplitLeakError, TrialSet
+from braindecode_kit.splits import SplitLeakError
+from braindecode_kit.trialset import TrialSet
 
 NIBABEL = Path(__file__).parents[1] / "data" / "nibabel"
 

@@ -1,9 +1,14 @@
-"""The shared encoder: a residual MLP over the shared space (MindEye-style blocks)."""
+"""The ``"mlp"`` shared encoder: a residual MLP over the shared space (MindEye-style blocks)."""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
+
+from .config import DecoderConfig
+from .encoders import register_encoder
 
 __all__ = ["ResidualBlock", "ResidualMLP"]
 
@@ -30,8 +35,11 @@ class ResidualBlock(nn.Module):
         return x + self.dropout(self.act(self.linear(self.norm(x))))
 
 
+@register_encoder("mlp")
 class ResidualMLP(nn.Module):
     """A stack of :class:`ResidualBlock` shared by all subjects, then a final norm.
+
+    Consumes ``(n, d)`` vectors (``consumes = "vector"``) and returns ``(n, d)``.
 
     Parameters
     ----------
@@ -45,11 +53,20 @@ class ResidualMLP(nn.Module):
         Apply a LayerNorm to the output.
     """
 
+    #: input ``(n, d)``
+    consumes: ClassVar[str] = "vector"
+
     def __init__(self, d: int, n_blocks: int = 2, dropout: float = 0.15,
                  final_norm: bool = True) -> None:
         super().__init__()
         self.blocks = nn.Sequential(*[ResidualBlock(d, dropout) for _ in range(n_blocks)])
         self.norm = nn.LayerNorm(d) if final_norm else nn.Identity()
+
+    @classmethod
+    def from_config(cls, config: DecoderConfig) -> ResidualMLP:
+        """``config.n_blocks`` blocks of width ``config.d_shared`` (final norm per ``norm``)."""
+        return cls(config.d_shared, config.n_blocks, config.dropout,
+                   final_norm=config.norm == "layernorm")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm(self.blocks(x))

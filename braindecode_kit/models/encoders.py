@@ -1,0 +1,99 @@
+"""The shared-encoder registry: each encoder kind declares what it consumes.
+
+An encoder maps the adapters' shared-space features to the heads' input ``(n, d_shared)``.
+It declares ``consumes``: ``"vector"`` (input ``(n, d_shared)``, as the residual MLP) or
+``"sequence"`` (input ``(n, d_shared, T)``, as a temporal convolution over sensor
+epochs); a sequence encoder pools time itself (e.g. with :class:`TemporalPool`) so the
+heads always see ``(n, d_shared)``. :class:`~braindecode_kit.models.BrainDecoder` checks
+that every subject's adapter produces what the encoder consumes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from .._checks import check_option
+from ._registry import ENCODERS
+from .adapters import FEATURE_KINDS
+from .config import DecoderConfig
+
+__all__ = ["ENCODERS", "TemporalPool", "build_encoder", "encoder_class", "register_encoder"]
+
+
+def register_encoder(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
+    """Class decorator adding a shared-encoder kind to :data:`ENCODERS`.
+
+    The class must define ``from_config(config: DecoderConfig)`` and a class attribute
+    ``consumes`` (``"vector"``: input ``(n, config.d_shared)``; ``"sequence"``: input
+    ``(n, config.d_shared, T)``); its ``forward`` returns ``(n, config.d_shared)``.
+
+    Parameters
+    ----------
+    name : str
+        The kind's name (a later registration under the same name replaces the earlier).
+
+    Returns
+    -------
+    callable
+        The decorator; it returns the class unchanged.
+    """
+
+    def deco(cls: type[nn.Module]) -> type[nn.Module]:
+        if not hasattr(cls, "from_config"):
+            raise TypeError(f"Encoder class {cls.__name__} must define from_config().")
+        check_option(f"{cls.__name__}.consumes", getattr(cls, "consumes", None), FEATURE_KINDS)
+        ENCODERS.add(name, cls)
+        return cls
+
+    return deco
+
+
+def encoder_class(kind: str) -> type[nn.Module]:
+    """The class registered as encoder ``kind`` (refused with the allowed kinds if unknown)."""
+    check_option("encoder", kind, ENCODERS.names())
+    return ENCODERS[kind]
+
+
+def build_encoder(kind: str, config: DecoderConfig) -> nn.Module:
+    """Instantiate the shared encoder ``kind`` from ``config``.
+
+    Parameters
+    ----------
+    kind : str
+        A registered encoder kind (``config.encoder``).
+    config : DecoderConfig
+        The decoder's hyperparameters.
+
+    Returns
+    -------
+    torch.nn.Module
+        The encoder (its class's ``consumes`` says what input it takes).
+    """
+    return encoder_class(kind).from_config(config)
+
+
+class TemporalPool(nn.Module):
+    """Pool ``(n, d, T)`` features over time into ``(n, d)``, for sequence encoders.
+
+    Parameters
+    ----------
+    d : int
+        Feature width.
+    mode : {"mean", "attention"}
+        ``"mean"``: the average over time. ``"attention"``: a learned softmax weighting of
+        the time steps (one score per step from a Linear ``d -> 1``).
+    """
+
+    def __init__(self, d: int, mode: str = "mean") -> None:
+        super().__init__()
+        self.mode = check_option("mode", mode, ("mean", "attention"))
+        self.score = nn.Linear(int(d), 1) if mode == "attention" else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.score is None:
+            return x.mean(dim=-1)
+        weights = torch.softmax(self.score(x.transpose(1, 2)), dim=1)  # (n, T, 1)
+        return (x * weights.transpose(1, 2)).sum(dim=-1)
