@@ -39,8 +39,7 @@ METHODS = ("closed_form", "sgd_adapter", "scratch", "ridge")
 
 def _ensure_run(run_dir: Path, seed: int | None) -> None:
     from braindecode_kit._resources import pipelines_dir
-    from braindecode_kit.config import load_config
-    from braindecode_kit.pipeline import run_pipeline
+    from braindecode_kit.pipeline import load_config, run_pipeline
 
     manifest = run_dir / "manifest.json"
     if manifest.is_file():
@@ -73,17 +72,17 @@ def run(run_dir: str | Path = "runs/demo", fractions=(0.05, 0.1, 0.25), n_subset
     import numpy as np
 
     from braindecode_kit.baselines import RidgeDecoder
-    from braindecode_kit.config import load_config
     from braindecode_kit.embed import Targets
     from braindecode_kit.evaluate import retrieval_accuracy
     from braindecode_kit.models import BrainDecoder
-    from braindecode_kit.stages import (
+    from braindecode_kit.pipeline import load_config
+    from braindecode_kit.pipeline.stages import (
         decoder_config,
         small_data_config,
-        subsample_stimuli,
+        split_subjects,
         test_set,
-        train_val,
     )
+    from braindecode_kit.splits import split_train_val, subsample_stimuli
     from braindecode_kit.train import adapt_subject, fit
     from braindecode_kit.trialset import TrialSet
 
@@ -94,14 +93,14 @@ def run(run_dir: str | Path = "runs/demo", fractions=(0.05, 0.1, 0.25), n_subset
     _ensure_run(run_dir, seed)
     cfg = load_config(json.loads((run_dir / "manifest.json").read_text())["config"])
     subjects = json.loads((run_dir / "trials" / "subjects.json").read_text())
-    new = sorted(subjects)[-1]
+    _, new = split_subjects(subjects, cfg)  # the config's held-out subject
     pretrained = BrainDecoder.from_pretrained(run_dir / "model")
-    if new in pretrained.subjects:
-        raise ValueError(f"The model in {run_dir} was trained on subject {new}: no held-out "
-                         "subject (run with new_subject enabled).")
+    if new is None or new in pretrained.subjects:
+        raise ValueError(f"The model in {run_dir} has no held-out subject (it was trained on "
+                         f"{sorted(pretrained.subjects)}); run with new_subject enabled.")
     targets = Targets.load(run_dir / "targets")
     ts = TrialSet.load(run_dir / "trials" / f"sub-{new}")
-    full_train, _ = train_val(ts, cfg.seed)
+    full_train, _ = split_train_val(ts, seed=cfg.seed)
     test = test_set(ts)
     Yt = targets.loc(test.stimulus_ids).image
     Xt = np.asarray(test.data, np.float32)
@@ -120,7 +119,7 @@ def run(run_dir: str | Path = "runs/demo", fractions=(0.05, 0.1, 0.25), n_subset
     for frac in fractions:
         for k in range(n_subsets):
             sub = subsample_stimuli(full_train, frac, cfg.seed + 100 * k)
-            fit_part, val_part = train_val(sub, cfg.seed)
+            fit_part, val_part = split_train_val(sub, seed=cfg.seed)
             row: dict[str, Any] = {"fraction": float(frac), "subset": k,
                                    "n_trials": sub.n_trials, "chance": 1 / n_cand,
                                    "oracle": oracle}

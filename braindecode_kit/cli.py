@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
-from . import __version__
+from ._version import __version__
 
 
 def _resolve_pipeline(name: str) -> Path:
@@ -38,12 +39,13 @@ def _resolve_pipeline(name: str) -> Path:
 
 
 def _cmd_run(args: argparse.Namespace, pipeline: str | None = None) -> int:
-    from .config import load_config
-    from .pipeline import run_pipeline
+    from .pipeline import load_config, run_pipeline
 
     path = _resolve_pipeline(pipeline or args.pipeline)
     config = load_config(path, seed=args.seed)
     metrics = run_pipeline(config, args.out, restart=args.restart, verbose=args.verbose)
+    if int(os.environ.get("RANK", "0")) != 0:  # under accelerate launch: one summary
+        return 0
     print(f"Run folder: {args.out}")
     print(f"  metrics: {Path(args.out) / 'metrics.json'}")
     print(f"  report:  {Path(args.out) / 'report.html'}")

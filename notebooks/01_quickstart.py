@@ -148,8 +148,13 @@ assert scores["contrastive decoder"]["top1"] > 5 / n, "decoding should be far ab
 
 # %%
 from braindecode_kit.models import BrainDecoder, DecoderConfig  # noqa: E402
-from braindecode_kit.train import TrainConfig, adapt_subject, fit, learning_curve  # noqa: E402
-from braindecode_kit.transfer import fit_stimulus_map  # noqa: E402
+from braindecode_kit.train import (  # noqa: E402
+    TrainConfig,
+    adapt_subject,
+    fit,
+    fit_stimulus_map,
+    learning_curve,
+)
 
 subjects = {s: load_fmri_bids(workdir / "bids", s, method="lsa") for s in ("01", "02", "03")}
 trains = [subjects[s].select(split="train") for s in ("01", "02")]

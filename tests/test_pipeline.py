@@ -1,4 +1,6 @@
-"""The runner: stages in order, manifest, metrics, skip-when-done, resume after a kill."""
+"""The runner with toy stages: manifest, metrics, skip-when-done, resume after an
+interruption, a different config refused (the plan's order: tests/pipeline/test_plan.py;
+a real SIGKILL: tests/pipeline/test_resume.py)."""
 
 from __future__ import annotations
 
@@ -6,9 +8,8 @@ import json
 
 import pytest
 
-from braindecode_kit import pipeline
-from braindecode_kit.config import load_config
-from braindecode_kit.pipeline import Stage, merge_metrics, run_pipeline
+from braindecode_kit.pipeline import Stage, load_config, merge_metrics, run_pipeline
+from braindecode_kit.pipeline._base import STAGES
 
 
 @pytest.fixture
@@ -29,11 +30,10 @@ def toy_stages(monkeypatch):
         ctx.path("b.txt").write_text("b")
         return {"metrics": {"x": {"b": ctx.seed}}, "outputs": ["b.txt"]}
 
-    import braindecode_kit.stages  # noqa: F401  (the built-in stages are registered first)
-
-    monkeypatch.setitem(pipeline.STAGES, "toy_a", Stage("toy_a", a))
-    monkeypatch.setitem(pipeline.STAGES, "toy_b", Stage("toy_b", b, requires=("toy_a",)))
-    cfg = load_config({"name": "toy", "seed": 5, "stages": ["toy_a", "toy_b"]})
+    monkeypatch.setitem(STAGES, "toy_a", Stage("toy_a", a))
+    monkeypatch.setitem(STAGES, "toy_b", Stage("toy_b", b, requires=("toy_a",)))
+    # listed in the wrong order: the plan follows the requirements
+    cfg = load_config({"name": "toy", "seed": 5, "stages": ["toy_b", "toy_a"]})
     return cfg, calls, state
 
 

@@ -1,11 +1,18 @@
-"""Helpers of the built-in stages: pooling retrieval over subjects, splits by stimulus."""
+"""Helpers of the built-in stages: pooling retrieval over subjects, the held-out subject,
+metric names that follow the fraction, run-folder paths per recording kind."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from braindecode_kit.stages import pool_over_subjects
+from braindecode_kit.pipeline import load_config
+from braindecode_kit.pipeline.stages import (
+    fraction_label,
+    kind_path,
+    pool_over_subjects,
+    split_subjects,
+)
 
 
 def test_pool_many_draws_uses_the_spread_over_draws():
@@ -24,3 +31,39 @@ def test_pool_single_draw_gets_a_binomial_ci():
     half = 1.96 * np.sqrt(0.35 * 0.65 / 600)
     assert pooled["top1"] == pytest.approx(0.35)
     assert pooled["ci"] == pytest.approx([0.35 - half, 0.35 + half])
+
+
+@pytest.mark.parametrize("fraction, label", [(0.1, "10pct"), (0.25, "25pct"),
+                                             (0.05, "5pct"), (0.025, "2.5pct"), (1.0, "100pct"),
+                                             (0.07, "7pct")])
+def test_fraction_label_says_the_share(fraction, label):
+    assert fraction_label(fraction) == label
+
+
+def test_held_out_subject_defaults_to_the_last():
+    cfg = load_config({"name": "x"})
+    assert split_subjects(["03", "01", "02"], cfg) == (["01", "02"], "03")
+
+
+def test_held_out_subject_is_named_in_the_config():
+    cfg = load_config({"name": "x", "new_subject": {"subject": "01"}})
+    assert split_subjects(["03", "01", "02"], cfg) == (["02", "03"], "01")
+
+
+def test_held_out_subject_must_exist():
+    cfg = load_config({"name": "x", "new_subject": {"subject": "09"}})
+    with pytest.raises(ValueError, match=r"'new_subject\.subject' parameter\. Allowed values are "
+                                         r"'01', '02', but got '09'"):
+        split_subjects(["01", "02"], cfg)
+
+
+def test_no_held_out_subject_when_disabled_or_alone():
+    assert split_subjects(["01", "02"], load_config(
+        {"name": "x", "new_subject": {"enabled": False}})) == (["01", "02"], None)
+    assert split_subjects(["01"], load_config({"name": "x"})) == (["01"], None)
+
+
+def test_fmri_keeps_the_top_level_layout():
+    assert kind_path("fmri", "trials", "sub-01") == "trials/sub-01"
+    assert kind_path("meg", "trials", "sub-01") == "meg/trials/sub-01"
+    assert kind_path("seeg", "model") == "seeg/model"

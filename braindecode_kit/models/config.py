@@ -302,7 +302,7 @@ class DecoderConfig:
         Dimension of the optional caption-text embedding head; None disables it.
     stimulus_map : bool
         Whether the decoder holds a map from a stimulus's CLIP embeddings to its shared
-        space (set by :func:`braindecode_kit.transfer.fit_stimulus_map` after training; it
+        space (set by :func:`braindecode_kit.train.fit_stimulus_map` after training; it
         gives a new subject's adapter its closed-form targets).
     stimulus_map_text_dim : int
         Dimension of the caption-text embedding the stimulus map also reads (0: it reads

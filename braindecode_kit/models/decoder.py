@@ -248,7 +248,7 @@ class BrainDecoder(nn.Module):
         if not cfg.stimulus_map:
             raise RuntimeError(
                 "This decoder has no stimulus map. Fit one after training with "
-                "braindecode_kit.transfer.fit_stimulus_map(decoder, trainsets, targets) "
+                "braindecode_kit.train.fit_stimulus_map(decoder, trainsets, targets) "
                 "(the pipeline's train stage does)."
             )
         Y = np.asarray(Y, np.float32)

@@ -1,0 +1,232 @@
+"""What several stages share: loaders of earlier stages' outputs (so a resumed run needs
+nothing in memory), where a recording kind's outputs go, the library objects a config
+asks for, and retrieval scoring.
+
+Nothing here knows a recording kind's file formats: a kind's loader stages write one
+:class:`~braindecode_kit.trialset.TrialSet` per subject under :func:`kind_path` and
+``subjects.json`` beside them; every later stage reads them back through
+:func:`get_trialsets`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..._checks import check_option
+from .._base import RunContext
+
+__all__ = [
+    "KIND_LABELS",
+    "decoder_config",
+    "fraction_label",
+    "get_oracle",
+    "get_stimuli",
+    "get_targets",
+    "get_trialsets",
+    "kind_path",
+    "pool_over_subjects",
+    "register_oracle",
+    "retrieval",
+    "retrieval_summary",
+    "small_data_config",
+    "split_subjects",
+    "subjects_of",
+    "test_set",
+    "train_config",
+]
+
+#: how the report names each recording kind
+KIND_LABELS = {"fmri": "fMRI", "meg": "MEG", "seeg": "sEEG"}
+#: the kind whose outputs sit at the top of the run folder (the layout from before
+#: recording kinds, kept so fMRI run folders do not change)
+TOP_LEVEL_KIND = "fmri"
+
+
+# --------------------------------------------------------------------------- paths
+def kind_path(kind: str, *parts: str) -> str:
+    """The run-folder path (relative, ``/``-separated) of a kind's output.
+
+    fMRI outputs sit at the top of the run folder (``trials/sub-01``); other kinds'
+    under a folder of their name (``meg/trials/sub-01``).
+
+    Examples
+    --------
+    >>> kind_path("fmri", "trials", "sub-01"), kind_path("meg", "trials", "sub-01")
+    ('trials/sub-01', 'meg/trials/sub-01')
+    """
+    head = () if kind == TOP_LEVEL_KIND else (kind,)
+    return "/".join((*head, *parts))
+
+
+def _abs(ctx: RunContext, kind: str, *parts: str) -> Path:
+    return ctx.run_dir / kind_path(kind, *parts)
+
+
+# --------------------------------------------------------------------------- loaders
+def get_stimuli(ctx: RunContext):
+    """The run's StimulusSet (rebuilt from the config: the world is deterministic)."""
+
+    def make():
+        from ...stimuli import StimulusSet
+
+        sc = ctx.config.stimuli
+        if sc.kind == "world":
+            from ...simulate import make_world
+
+            return make_world(sc.n, seed=ctx.seed, size=sc.size)
+        if sc.kind == "folder":
+            return StimulusSet.from_folder(sc.path, table=sc.table)
+        return StimulusSet.from_coco(sc.path, sc.captions)
+
+    return ctx.cached("stimuli", make)
+
+
+def get_targets(ctx: RunContext):
+    """The CLIP targets written by the embed stage."""
+    from ...embed import Targets
+
+    return ctx.cached("targets", lambda: Targets.load(ctx.run_dir / "targets"))
+
+
+def get_trialsets(ctx: RunContext, kind: str) -> dict[str, Any]:
+    """Subject -> TrialSet of one recording kind, as its load stage wrote them
+    (memory-mapped)."""
+    from ...trialset import TrialSet
+
+    def load():
+        subjects = json.loads(_abs(ctx, kind, "trials", "subjects.json").read_text())
+        return {s: TrialSet.load(_abs(ctx, kind, "trials", f"sub-{s}")) for s in subjects}
+
+    return ctx.cached(f"trialsets/{kind}", load)
+
+
+def split_subjects(subjects: Sequence[str], config) -> tuple[list[str], str | None]:
+    """(pretraining subjects, held-out new subject or None) of a pipeline config.
+
+    The held-out subject is ``new_subject.subject`` (default: the last in sorted order)
+    when ``new_subject.enabled`` and there are at least two subjects.
+
+    Raises
+    ------
+    ValueError
+        If ``new_subject.subject`` names none of ``subjects``.
+    """
+    ordered = sorted(subjects)
+    ns = config.new_subject
+    if ns.subject is not None:
+        check_option("new_subject.subject", ns.subject, ordered)
+    if not ns.enabled or len(ordered) < 2:
+        return ordered, None
+    new = ns.subject if ns.subject is not None else ordered[-1]
+    return [s for s in ordered if s != new], new
+
+
+def subjects_of(ctx: RunContext, kind: str) -> tuple[list[str], str | None]:
+    """:func:`split_subjects` of the run's subjects of one kind."""
+    return split_subjects(list(get_trialsets(ctx, kind)), ctx.config)
+
+
+def test_set(ts):
+    """A subject's test trials, averaged over repetitions (as NSD's shared images are)."""
+    return ts.select(split="test").average_repetitions()
+
+
+# --------------------------------------------------------------------------- oracles
+_ORACLES: dict[str, Callable[[RunContext], Any]] = {}
+
+
+def register_oracle(kind: str) -> Callable[[Callable[[RunContext], Any]], Callable]:
+    """Register ``func(ctx) -> simulator or None`` giving a kind's ground truth.
+
+    The simulator (e.g. :class:`~braindecode_kit.simulate.SimulatedFMRI`) has
+    ``oracle_retrieval(subject, n_candidates=, n_draws=, seed=)``; None when the run's
+    data of that kind are not simulated.
+    """
+
+    def decorator(func):
+        _ORACLES[kind] = func
+        return func
+
+    return decorator
+
+
+def get_oracle(ctx: RunContext, kind: str) -> Any:
+    """The simulator of a kind's data (None: real data, or no simulator registered)."""
+    make = _ORACLES.get(kind)
+    return None if make is None else make(ctx)
+
+
+# --------------------------------------------------------------------------- configs
+def decoder_config(config, trainsets: dict[str, Any], embed_dim: int):
+    """The DecoderConfig a pipeline config asks for, for these subjects' trial sets."""
+    from ...models import SubjectSpec
+
+    return config.decoder.build(
+        subjects={s: SubjectSpec.from_trialset(ts) for s, ts in trainsets.items()},
+        embed_dim=embed_dim)
+
+
+def train_config(config, **overrides):
+    """The TrainConfig a pipeline config asks for (seeded by the run; overrides win)."""
+    return config.train.build(**{"seed": config.seed, **overrides})
+
+
+def small_data_config(config, n_trials: int):
+    """:func:`train_config` for a few hundred trials: at least 30 steps an epoch.
+
+    A few hundred trials give 2-3 batches an epoch; without the floor a new adapter is
+    simply under-trained (measured: top-1 0.007 -> 0.04).
+    """
+    return train_config(config, steps_per_epoch=max(30, n_trials // config.train.batch_size))
+
+
+def fraction_label(fraction: float) -> str:
+    """The metric-key suffix of a share of the data: 0.1 -> ``"10pct"``, 0.025 -> ``"2.5pct"``.
+
+    Examples
+    --------
+    >>> fraction_label(0.1), fraction_label(0.25), fraction_label(0.025)
+    ('10pct', '25pct', '2.5pct')
+    """
+    return f"{fraction * 100:g}pct"
+
+
+# --------------------------------------------------------------------------- retrieval
+def pool_over_subjects(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Pool per-subject retrieval results drawn with the same candidate draws.
+
+    Several draws: the mean over subjects per draw, then mean and 95% normal CI over
+    draws (MindEye2's protocol). A single draw (the test set is exactly ``n_candidates``
+    images, so every draw would be the same): the pooled top-1 is a proportion over
+    ``n_subjects * n_candidates`` identifications, with its binomial normal-approximation
+    CI.
+    """
+    draws = np.mean([r["draws"] for r in results], axis=0)
+    mean = float(draws.mean())
+    if len(draws) > 1:
+        half = 1.96 * float(draws.std(ddof=1)) / np.sqrt(len(draws))
+    else:
+        n = sum(int(r["n_candidates"]) for r in results)
+        half = 1.96 * float(np.sqrt(mean * (1 - mean) / n))
+    return {"top1": mean, "ci": [max(0.0, mean - half), min(1.0, mean + half)],
+            "draws": draws.tolist(), "chance": results[0]["chance"], "n_subjects": len(results)}
+
+
+def retrieval(pred, target, ctx: RunContext, k: int = 1) -> dict[str, Any]:
+    """Brain->image retrieval of the run's protocol (``evaluate:``)."""
+    from ...evaluate import retrieval_accuracy
+
+    ec = ctx.config.evaluate
+    n = min(ec.n_candidates, len(target))
+    return retrieval_accuracy(pred, target, k=k, n_candidates=n, n_draws=ec.n_draws,
+                              seed=ctx.seed, direction="brain->image")
+
+
+def retrieval_summary(r: dict[str, Any]) -> dict[str, Any]:
+    """The top-1 and its CI of a retrieval result."""
+    return {"top1": r["top1"], "ci": list(r["ci"])}

@@ -1,0 +1,40 @@
+"""The ``ridge`` stage: the ridge baseline per pretraining subject (alpha by CV, folds by
+stimulus), its predictions of the test images saved for the evaluate stage."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .._base import RunContext, stage
+from ._common import get_targets, get_trialsets, kind_path, subjects_of, test_set
+
+
+@stage("ridge", requires=("embed", "load_{kind}"), enabled=lambda c: bool(c.kinds),
+       priority=50)
+def stage_ridge(ctx: RunContext) -> dict[str, Any]:
+    """Fit the ridge baseline per subject (alpha by CV) and save its test predictions."""
+    from ...baselines import RidgeDecoder
+
+    targets = get_targets(ctx)
+    metrics: dict[str, Any] = {}
+    outputs: list[str] = []
+    for kind in ctx.kinds:
+        trialsets = get_trialsets(ctx, kind)
+        pre, _ = subjects_of(ctx, kind)
+        alphas = {}
+        for s in pre:
+            train = trialsets[s].select(split="train")
+            Y = targets.loc(train.stimulus_ids).image
+            # folds by stimulus, so repetitions of an image never sit on both sides of a fold
+            ridge = RidgeDecoder().fit(np.asarray(train.data, dtype=np.float32), Y,
+                                       groups=train.stimulus_ids)
+            test = test_set(trialsets[s])
+            pred = ridge.predict(np.asarray(test.data, dtype=np.float32))
+            out = kind_path(kind, "predictions", f"ridge_sub-{s}.npy")
+            np.save(ctx.path(out), pred.astype(np.float32))
+            alphas[s] = float(np.atleast_1d(ridge.alpha_).mean())
+            outputs.append(out)
+        metrics[kind] = {"ridge_alpha": alphas}
+    return {"metrics": metrics, "outputs": outputs}
