@@ -99,8 +99,8 @@ def test_report_shows_tables_and_images(run):
     assert "adapted, 25% (shared encoder frozen)" in html and "10%" not in html
     assert "100-way retrieval" in html
     assert html.count("data:image/png;base64,") > 20
-    # each stage's section, in plan order: embed, train, new_subject, evaluate
-    heads = ["The CLIP embedder on this world", "<h2>Training</h2>", "A new subject",
-             "Decoding the seen image from fMRI"]
+    # each stage's section, by report_order: results (evaluate) first, the embedder last
+    heads = ["Decoding the seen image from fMRI", "<h2>Training</h2>", "A new subject",
+             "The CLIP embedder on this world"]
     where = [html.index(h) for h in heads]
     assert where == sorted(where)

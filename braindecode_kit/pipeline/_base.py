@@ -57,6 +57,9 @@ class Stage:
         priority runs first (then the name).
     report : callable or None
         ``report(ctx, report)`` adds this stage's section to the HTML report.
+    report_order : int
+        Where its section goes in the report: sections are sorted by it (then by plan
+        order), so the results come first whatever order the stages ran in.
     distributed : bool
         Under ``accelerate launch``, every process runs it (it trains, and writes only
         from the main process); otherwise the main process runs it while the others
@@ -74,6 +77,7 @@ class Stage:
     report: ReportFunc | None = None
     distributed: bool = False
     doc: str = ""
+    report_order: int = 50
 
     def requirements(self, config: PipelineConfig) -> tuple[str, ...]:
         """The names of the stages this stage needs, for this config's recording kinds."""
@@ -113,6 +117,7 @@ def stage(
     priority: int = 100,
     report: ReportFunc | None = None,
     distributed: bool = False,
+    report_order: int = 50,
     registry: dict[str, Stage] | None = None,
 ) -> Callable[[StageFunc], StageFunc]:
     """Register the decorated function as the stage ``name`` (see :class:`Stage`).
@@ -121,7 +126,7 @@ def stage(
     ----------
     name : str
         The stage's name; registering another function under a taken name is refused.
-    requires, after, enabled, priority, report, distributed
+    requires, after, enabled, priority, report, distributed, report_order
         As in :class:`Stage`.
     registry : dict or None
         Where to register (default :data:`STAGES`).
@@ -143,6 +148,7 @@ def stage(
         where[name] = Stage(
             name, func, tuple(requires), tuple(after), enabled or _always, int(priority),
             report, bool(distributed), (func.__doc__ or "").strip().split("\n")[0],
+            int(report_order),
         )
         return func
 

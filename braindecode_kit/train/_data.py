@@ -232,7 +232,10 @@ class _Collate:
             inputs[s.subject] = torch.from_numpy(np.asarray(s.X[local], np.float32))
             stims.append(s.stim[local])
         stim = torch.from_numpy(np.concatenate(stims))
-        batch = {"inputs": inputs, "groups": stim}
+        # the global trial indices, in the order of the concatenated inputs (which rank
+        # trained on which trials is then checkable)
+        order = np.concatenate([np.sort(idx[owner == k]) for k in dict.fromkeys(owner.tolist())])
+        batch = {"inputs": inputs, "groups": stim, "index": torch.from_numpy(order)}
         for h, table in self.tables.items():
             batch[h] = table[stim]
         return batch

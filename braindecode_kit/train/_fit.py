@@ -326,6 +326,7 @@ def _train_loop(accelerator, decoder: BrainDecoder, prep: _Prepared, val: _Prepa
     params = [p for g in raw_opt.param_groups for p in g["params"]]
     bar = progress(total=config.epochs, initial=start_epoch, desc="training",
                    disable=None if main else True)
+    first_epoch: list[int] = []
     try:
         epoch = start_epoch
         while epoch < config.epochs and not stopped:
@@ -341,6 +342,8 @@ def _train_loop(accelerator, decoder: BrainDecoder, prep: _Prepared, val: _Prepa
             sums: dict[str, float] = {}
             n_steps = 0
             for batch in loader:
+                if epoch == start_epoch:
+                    first_epoch.extend(batch["index"].tolist())
                 inputs = batch["inputs"]
                 perm = betas = None
                 if step_kind.mixes_inputs:
@@ -428,7 +431,11 @@ def _train_loop(accelerator, decoder: BrainDecoder, prep: _Prepared, val: _Prepa
     decoder.eval()
     result = TrainResult(decoder=decoder, history=history, best_epoch=best["epoch"],
                          best_val_top1=best["top1"], stopped_early=bool(stopped),
-                         out_dir=out_path)
+                         out_dir=out_path,
+                         shard={"rank": accelerator.process_index,
+                                "world_size": accelerator.num_processes,
+                                "first_epoch_indices": sorted(first_epoch),
+                                "n_samples": len(first_epoch)})
     if out_path is not None and main:
         _write_json(out_path / "history.json",
                     {"history": history, "best_epoch": best["epoch"],

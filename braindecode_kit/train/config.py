@@ -181,6 +181,10 @@ class TrainResult:
     best_val_top1 : float or None
     stopped_early : bool
     out_dir : Path or None
+    shard : dict or None
+        What this process trained on: ``rank``, ``world_size``, the sorted global indices
+        of the training trials it saw in its first epoch (``first_epoch_indices``) and
+        their number (``n_samples``). Under ``accelerate launch`` each rank's shard differs.
     """
 
     decoder: BrainDecoder
@@ -189,6 +193,7 @@ class TrainResult:
     best_val_top1: float | None = None
     stopped_early: bool = False
     out_dir: Path | None = None
+    shard: dict[str, Any] | None = None
 
     @property
     def n_epochs(self) -> int:

@@ -105,8 +105,6 @@ def test_each_process_trained_on_its_own_batches(distributed_run):
     assert ranks[0]["train_loss"] != ranks[1]["train_loss"]
 
 
-@pytest.mark.xfail(strict=True, reason="needs fit to report the trials each process trained "
-                                       "on (TrainResult.shard); requested of train/_fit.py")
 def test_the_shards_are_disjoint(distributed_run):
     _, out = distributed_run
     ranks = [read_json(out / "train" / "shards" / f"rank-{r}.json") for r in (0, 1)]

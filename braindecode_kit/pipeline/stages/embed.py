@@ -64,7 +64,7 @@ def _caption_grid(ctx: RunContext, report, n: int = 12) -> None:
     logger.info("caption grid: %d images", len(ids))
 
 
-@stage("embed", requires=("stimuli",), priority=10, report=report_embed)
+@stage("embed", requires=("stimuli",), priority=10, report_order=90, report=report_embed)
 def stage_embed(ctx: RunContext) -> dict[str, Any]:
     """Embed the stimuli with CLIP (cached on disk) and score the embedder zero-shot."""
     from ...embed import caption_retrieval, embed_stimuli, zero_shot_attributes

@@ -186,7 +186,7 @@ def _retrieval_examples(ctx: RunContext, report, pred: np.ndarray, test_ids: lis
 
 
 @stage("evaluate", requires=("train", "ridge"), enabled=lambda c: bool(c.kinds), priority=70,
-       report=report_evaluate)
+       report_order=10, report=report_evaluate)
 def stage_evaluate(ctx: RunContext) -> dict[str, Any]:
     """N-way retrieval on held-out test images: decoder vs ridge vs oracle vs chance."""
     metrics: dict[str, Any] = {}

@@ -95,7 +95,7 @@ def report_new_subject(ctx: RunContext, report) -> None:
 
 @stage("new_subject", requires=("train",),
        enabled=lambda c: bool(c.kinds) and c.new_subject.enabled, priority=60,
-       distributed=True, report=report_new_subject)
+       distributed=True, report_order=30, report=report_new_subject)
 def stage_new_subject(ctx: RunContext) -> dict[str, Any]:
     """Adapt a held-out subject from a fraction of its trials, against scratch and ridge."""
     metrics: dict[str, Any] = {}

@@ -1,5 +1,5 @@
 """The ``report`` stage: ``report.html``, made of the section each stage of the plan
-contributes (in plan order), as nilearn's maskers each build their own report."""
+contributes (sorted by each stage's ``report_order``), as nilearn's maskers each build their own report."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ def stage_report(ctx: RunContext) -> dict[str, Any]:
     cfg = ctx.config
     report = Report(f"braindecode_kit — {cfg.name}",
                     f"seed {cfg.seed} · braindecode_kit {__version__} · run folder {ctx.run_dir}")
-    for st in ctx.plan:
+    # results first (evaluate), then how they were obtained; ties keep the plan order
+    for st in sorted(ctx.plan, key=lambda st: st.report_order):
         st.report_section(ctx, report)
     report.save(ctx.run_dir / "report.html")
     return {"outputs": ["report.html"]}

@@ -78,7 +78,7 @@ def _write_shard(ctx: RunContext, kind: str, result: Any, n_trials: int) -> None
 
 
 @stage("train", requires=("embed", "load_{kind}"), enabled=lambda c: bool(c.kinds),
-       priority=40, distributed=True, report=report_train)
+       priority=40, distributed=True, report_order=20, report=report_train)
 def stage_train(ctx: RunContext) -> dict[str, Any]:
     """Train the multi-subject contrastive decoder (adapters + shared encoder)."""
     from ...models import BrainDecoder
