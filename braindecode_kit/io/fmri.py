@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from .._checks import check_option
+from .._docs import fill_doc
 from .._logging import logger, verbose
 from .._utils import PathLike, atomic_path, hash_jsonable, write_json_atomic
 from ..info import VoxelInfo
@@ -430,6 +431,7 @@ def _bad_columns(Y: np.ndarray) -> np.ndarray:
 
 
 # =========================================================================== load_fmri
+@fill_doc
 @verbose
 def load_fmri(
     bold: Any,
@@ -502,8 +504,7 @@ def load_fmri(
         logged as a warning) or refused.
     slice_time_ref : float
         Fraction of the TR of the reference slice (0 = the volume's start), as nilearn.
-    verbose : bool | str | int | None
-        Log level for this call.
+    %(verbose)s
 
     Returns
     -------
@@ -730,6 +731,7 @@ def _zscore_block(block: np.ndarray, split: np.ndarray, train_only: bool, where:
 
 
 # =========================================================================== BIDS
+@fill_doc
 @verbose
 def load_fmri_bids(
     root: PathLike,
@@ -786,7 +788,7 @@ def load_fmri_bids(
         Average the trials of each stimulus (:meth:`TrialSet.average_repetitions`).
     hrf_model, drift_model, high_pass, bad_voxels
         As in :func:`load_fmri`.
-    verbose : bool | str | int | None
+    %(verbose)s
 
     Returns
     -------
@@ -1075,6 +1077,7 @@ def _prepare_trials(trials: Any, sources: list[_Source], subject: str) -> pd.Dat
     return t
 
 
+@fill_doc
 @verbose
 def load_betas(
     betas: Any,
@@ -1143,7 +1146,7 @@ def load_betas(
         None keeps it in memory.
     hdf5_key : str
         Dataset name in HDF5 files.
-    verbose : bool | str | int | None
+    %(verbose)s
 
     Returns
     -------

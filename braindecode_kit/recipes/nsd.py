@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .._docs import fill_doc
 from .._logging import logger, verbose
 from .._utils import PathLike
 from ..io.fmri import load_betas
@@ -206,6 +207,7 @@ def nsd_trials(
     return table
 
 
+@fill_doc
 @verbose
 def load_nsd(
     root: PathLike,
@@ -248,7 +250,7 @@ def load_nsd(
         NSD's space folder and beta version.
     saturation : {"warn", "raise", "ignore"}
         int16 values at the type's limit.
-    verbose : bool | str | int | None
+    %(verbose)s
 
     Returns
     -------
