@@ -21,8 +21,9 @@ _LAZY = {
     "Int16OverflowError": "braindecode_kit.io.fmri",
     "to_int16": "braindecode_kit.io.fmri",
     "zscore_sessions": "braindecode_kit.io.fmri",
+    "load_meg": "braindecode_kit.io.meg",
 }
-_SUBMODULES = {"fmri", "glm", "bids"}
+_SUBMODULES = {"fmri", "glm", "bids", "meg"}
 
 __all__ = [
     "Int16OverflowError",
@@ -32,6 +33,7 @@ __all__ = [
     "load_betas",
     "load_fmri",
     "load_fmri_bids",
+    "load_meg",
     "resolve_mask",
     "to_int16",
     "zscore_sessions",
@@ -49,6 +51,7 @@ if TYPE_CHECKING:  # pragma: no cover
         zscore_sessions,
     )
     from .glm import fit_lsa, fit_lss
+    from .meg import load_meg
 
 
 __getattr__, __dir__ = attach(__name__, _LAZY, _SUBMODULES)

@@ -15,12 +15,16 @@ _LAZY = {
     "TRAINING_SEED_START": "braindecode_kit.simulate.world",
     "simulate_fmri": "braindecode_kit.simulate.fmri",
     "SimulatedFMRI": "braindecode_kit.simulate.fmri",
+    "simulate_meg": "braindecode_kit.simulate.meg",
+    "SimulatedMEG": "braindecode_kit.simulate.meg",
 }
 
-__all__ = ["TRAINING_SEED_START", "SimulatedFMRI", "make_world", "simulate_fmri"]
+__all__ = ["TRAINING_SEED_START", "SimulatedFMRI", "SimulatedMEG", "make_world", "simulate_fmri",
+           "simulate_meg"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from .fmri import SimulatedFMRI, simulate_fmri
+    from .meg import SimulatedMEG, simulate_meg
     from .world import TRAINING_SEED_START, make_world
 
 

@@ -1,0 +1,242 @@
+"""Shared parts of the MEG and sEEG simulators: the THINGS-like design, the stimulus
+drive of each simulated source (from the features the fMRI encoding model uses), the
+evoked waveforms and the 1/f background.
+
+Private to :mod:`braindecode_kit.simulate`; :mod:`.meg` and :mod:`.seeg` use it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .._utils import json_default
+from . import encoding as enc
+
+N_LATENT = 48
+#: Trigger codes written on the stim channel (THINGS-MEG's trial types).
+EVENT_ID = {"exp": 1, "test": 2}
+
+
+def rng_for(seed: int, tag: int, *more: int) -> np.random.Generator:
+    return np.random.default_rng([int(seed), int(tag), *[int(m) for m in more]])
+
+
+def savez(path: Path, **arrays: np.ndarray) -> None:
+    """``np.savez`` with fixed zip timestamps, refusing object arrays (no pickles)."""
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for name, arr in arrays.items():
+            arr = np.asarray(arr)
+            if arr.dtype == object:
+                raise TypeError(f"array {name!r} has dtype object; refusing to pickle it")
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            with zf.open(info, "w", force_zip64=True) as f:
+                np.lib.format.write_array(f, arr, allow_pickle=False)
+
+
+def loadz(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def write_json(path: Path, obj: Any) -> None:
+    path.write_text(json.dumps(obj, indent=2, default=json_default) + "\n", encoding="utf-8")
+
+
+def write_tsv(path: Path, df: pd.DataFrame) -> None:
+    df.to_csv(path, sep="\t", index=False, lineterminator="\n", na_rep="n/a")
+
+
+# --------------------------------------------------------------------------- design
+@dataclass
+class RunDesign:
+    """One run: which stimulus (column of the subject's stimulus list) at which onset."""
+
+    run: int  # 1-based
+    columns: np.ndarray  # index into [test ids..., train ids...]
+    onsets: np.ndarray  # seconds from the start of the run
+    repetition: np.ndarray
+    duration: float  # seconds of recording
+
+
+def make_design(n_test: int, n_train: int, n_test_reps: int, n_runs: int,
+                image_duration: float, isi: float, isi_jitter: float,
+                rng: np.random.Generator, lead_in: float = 2.0, tail: float = 2.0
+                ) -> list[RunDesign]:
+    """THINGS-MEG's design, scaled down: training images once, test images ``n_test_reps``
+    times, randomly interleaved and split into runs; onset asynchrony =
+    ``image_duration + isi +- isi_jitter`` (uniform)."""
+    cols = np.concatenate([np.repeat(np.arange(n_test), n_test_reps),
+                           n_test + np.arange(n_train)])
+    cols = cols[rng.permutation(cols.size)]
+    seen: dict[int, int] = {}
+    rep = np.empty(cols.size, np.int64)
+    for t, c in enumerate(cols):
+        rep[t] = seen.get(int(c), 0)
+        seen[int(c)] = int(rep[t]) + 1
+    runs = []
+    for r, idx in enumerate(np.array_split(np.arange(cols.size), n_runs), start=1):
+        soa = image_duration + isi + rng.uniform(-isi_jitter, isi_jitter, idx.size)
+        onsets = lead_in + np.concatenate([[0.0], np.cumsum(soa[:-1])])
+        runs.append(RunDesign(r, cols[idx], np.round(onsets, 4), rep[idx],
+                              float(onsets[-1] + soa[-1] + tail)))
+    return runs
+
+
+# --------------------------------------------------------------------------- stimulus drive
+def stimulus_features(stimuli, ids: list[str], seed: int, tag: int):
+    """Low-level maps and the latent semantic features of the stimuli (the fMRI
+    encoding model's features), plus the shared semantic mixer."""
+    maps, X, names, in_w = enc.stimulus_features(stimuli, ids)
+    mixer = enc.make_semantic_mixer(names, in_w, X, rng_for(seed, tag), n_latent=N_LATENT)
+    return maps, mixer.transform(X), mixer
+
+
+def _standardise(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, np.float64)
+    sd = x.std(axis=0)
+    return ((x - x.mean(axis=0)) / np.where(sd > 0, sd, 1.0)).astype(np.float32)
+
+
+@dataclass
+class SourceTuning:
+    """Per-source tuning to the stimuli (``n_sources`` rows): low-level sources pool the
+    feature maps through a Gaussian pRF (CSS exponent), semantic ones read the shared
+    latent features through a softplus; the drive is standardised over the stimuli."""
+
+    kind: np.ndarray  # 0 low-level, 1 semantic
+    prf_x: np.ndarray
+    prf_y: np.ndarray
+    prf_sigma: np.ndarray
+    exponent: np.ndarray
+    channel_weights: np.ndarray  # (S, C)
+    semantic_weights: np.ndarray  # (S, k)
+
+    def drive(self, maps: np.ndarray, latent: np.ndarray) -> np.ndarray:
+        """``(n_stimuli, n_sources)`` standardised stimulus drive."""
+        n, C = maps.shape[:2]
+        S = self.kind.size
+        out = np.zeros((n, S), np.float32)
+        low = np.flatnonzero(self.kind == 0)
+        if low.size:
+            w = enc.prf_weights(self.prf_x[low], self.prf_y[low], self.prf_sigma[low])
+            pooled = np.einsum("ncp,sp->nsc", maps.reshape(n, C, -1), w)  # (n, s, C)
+            d = np.einsum("nsc,sc->ns", pooled, self.channel_weights[low])
+            out[:, low] = _standardise(np.maximum(d, 0) ** self.exponent[low])
+        sem = np.flatnonzero(self.kind == 1)
+        if sem.size:
+            z = latent @ self.semantic_weights[sem].T
+            out[:, sem] = _standardise(np.logaddexp(0.0, z))
+        return out
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {f"tuning_{k}": v for k, v in self.__dict__.items()}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> SourceTuning:
+        return cls(**{k.removeprefix("tuning_"): v for k, v in arrays.items()
+                      if k.startswith("tuning_")})
+
+
+def make_tuning(kind: np.ndarray, hemi_sign: np.ndarray, rng: np.random.Generator
+                ) -> SourceTuning:
+    """Tuning of sources of ``kind`` (0 low-level, 1 semantic); ``hemi_sign`` +1 for a
+    left-hemisphere source (it sees the right visual field), -1 right, 0 midline."""
+    S = kind.size
+    ecc = rng.uniform(0.5, 3.5, S)
+    ang = rng.uniform(-np.pi / 2, np.pi / 2, S)
+    x = np.abs(ecc * np.cos(ang)) * np.where(hemi_sign == 0, rng.choice([-1, 1], S), hemi_sign)
+    y = ecc * np.sin(ang)
+    sigma = np.where(kind == 0, 0.4 + 0.3 * ecc, 2.0 + rng.uniform(0, 2, S))
+    return SourceTuning(
+        kind=kind.astype(np.int8), prf_x=x.astype(np.float32), prf_y=y.astype(np.float32),
+        prf_sigma=sigma.astype(np.float32),
+        exponent=rng.uniform(0.3, 0.6, S).astype(np.float32),
+        channel_weights=rng.gamma(2.0, 0.5, (S, len(enc.CHANNELS))).astype(np.float32),
+        semantic_weights=(rng.standard_normal((S, N_LATENT)) / math.sqrt(N_LATENT)
+                          ).astype(np.float32),
+    )
+
+
+# --------------------------------------------------------------------------- waveforms, noise
+def gamma_waveform(t: np.ndarray, latency: np.ndarray, width: np.ndarray) -> np.ndarray:
+    """``(S, T)`` gamma-shaped bumps, 0 before onset, peak 1 at ``latency`` s."""
+    t = np.asarray(t, np.float64)[None, :]
+    lat = np.asarray(latency, np.float64)[:, None]
+    k = (lat / np.asarray(width, np.float64)[:, None]) ** 2
+    x = np.clip(t / lat, 1e-12, None)
+    w = np.where(t > 0, np.exp(k * (np.log(x) + 1.0 - x)), 0.0)
+    return w.astype(np.float32)
+
+
+def pink_noise(n_signals: int, n_times: int, sfreq: float, rng: np.random.Generator,
+               exponent: float = 1.0, f_min: float = 0.5) -> np.ndarray:
+    """``(n_signals, n_times)`` unit-variance noise with a ``1/f**exponent`` power
+    spectrum above ``f_min`` Hz (flat below)."""
+    spec = rng.standard_normal((n_signals, n_times // 2 + 1)) + 1j * rng.standard_normal(
+        (n_signals, n_times // 2 + 1))
+    f = np.fft.rfftfreq(n_times, 1.0 / sfreq)
+    spec *= (np.maximum(f, f_min) ** (-exponent / 2.0))[None, :]
+    spec[:, 0] = 0.0
+    x = np.fft.irfft(spec, n=n_times, axis=1)
+    x /= x.std(axis=1, keepdims=True) + 1e-30
+    return x.astype(np.float32)
+
+
+def blink_times(duration: float, rate: float, rng: np.random.Generator) -> np.ndarray:
+    """Blink onsets (s): a Poisson process of ``rate`` per second, at least 1 s apart."""
+    n = rng.poisson(rate * duration)
+    t = np.sort(rng.uniform(0.5, max(0.6, duration - 1.0), n))
+    if t.size:
+        keep = np.concatenate([[True], np.diff(t) > 1.0])
+        t = t[keep]
+    return t
+
+
+def blink_trace(n_times: int, sfreq: float, onsets: np.ndarray, rng: np.random.Generator,
+                amplitude: float) -> np.ndarray:
+    """A vertical-EOG-like trace: ~300 ms monophasic blinks of ``amplitude`` (+- 30 %)."""
+    out = np.zeros(n_times, np.float32)
+    tt = np.arange(int(0.4 * sfreq)) / sfreq
+    shape = np.sin(np.pi * tt / tt[-1]) ** 2 if tt.size > 1 else np.ones(1)
+    for o in onsets:
+        i = int(round(o * sfreq))
+        j = min(n_times, i + shape.size)
+        out[i:j] += amplitude * (1.0 + 0.3 * rng.standard_normal()) * shape[: j - i]
+    return out
+
+
+def trial_tables(designs: list[RunDesign], ids: list[str], n_test: int) -> list[pd.DataFrame]:
+    """One events table per run (``onset``, ``duration``, ``trial_type``, ``value``,
+    ``stimulus_id``, ``repetition``, ``split``), before the sample column is added."""
+    out = []
+    for d in designs:
+        test = d.columns < n_test
+        out.append(pd.DataFrame({
+            "onset": d.onsets,
+            "trial_type": np.where(test, "test", "exp"),
+            "value": np.where(test, EVENT_ID["test"], EVENT_ID["exp"]),
+            "stimulus_id": [ids[int(c)] for c in d.columns],
+            "repetition": d.repetition,
+            "split": np.where(test, "test", "train"),
+        }))
+    return out
+
+
+def stim_trace(n_times: int, sfreq: float, onsets: np.ndarray, values: np.ndarray,
+               width: float = 0.01) -> np.ndarray:
+    """A trigger channel: ``values`` held for ``width`` s from each onset."""
+    out = np.zeros(n_times, np.float32)
+    w = max(1, int(round(width * sfreq)))
+    for o, v in zip(onsets, values, strict=True):
+        i = int(round(o * sfreq))
+        out[i:i + w] = v
+    return out
