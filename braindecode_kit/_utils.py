@@ -191,6 +191,13 @@ def write_text_atomic(path: PathLike, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
+def save_npy_atomic(path: PathLike, array: np.ndarray) -> None:
+    """``np.save`` to ``path`` atomically (temp file + rename), never pickling."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, np.asarray(array), allow_pickle=False)
+
+
 def write_json_atomic(path: PathLike, obj: Any, indent: int = 2) -> None:
     """Write ``obj`` as JSON to ``path`` atomically; numpy scalars and arrays are converted."""
     write_text_atomic(path, json.dumps(obj, indent=indent, default=json_default) + "\n")

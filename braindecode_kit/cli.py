@@ -3,8 +3,13 @@
     braindecode-kit demo --out runs/demo [--seed N]
     braindecode-kit run pipelines/demo.yaml --out runs/demo [--seed N] [--restart]
     braindecode-kit simulate fmri --out DIR --subjects N --seed S
-    braindecode-kit train-builtin clip --out DIR [--steps N]
+    braindecode-kit train-builtin clip|captioner --out DIR [--steps N]
     braindecode-kit pipelines
+
+A user error (a bad file, a bad value, a folder that must not be touched) prints one line,
+``braindecode-kit: error: ...``, and exits with status 2; ``--debug`` (or
+``BRAINDECODE_KIT_DEBUG=1``) shows its traceback. Anything else is a bug and shows its
+traceback.
 
 Multi-GPU / multi-node runs go through Hugging Face accelerate:
 ``accelerate launch -m braindecode_kit.cli run pipelines/x.yaml --out runs/x``.
@@ -69,14 +74,17 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _cmd_train_builtin(args: argparse.Namespace) -> int:
-    from .embed.builtin import train_builtin_clip
-
-    if args.model != "clip":
-        raise SystemExit(f"braindecode-kit train-builtin: unknown model {args.model!r} (known: clip)")
+    if args.model == "captioner":
+        from .caption.prefix_lm import train_builtin_captioner as train
+    elif args.model == "clip":
+        from .embed.builtin import train_builtin_clip as train
+    else:
+        raise SystemExit(f"braindecode-kit train-builtin: unknown model {args.model!r} "
+                         "(known: clip, captioner)")
     kwargs = {"seed": args.seed}
     if args.steps is not None:
         kwargs["steps"] = args.steps
-    train_builtin_clip(args.out, verbose=args.verbose, **kwargs)
+    train(args.out, verbose=args.verbose, **kwargs)
     return 0
 
 
@@ -96,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Decode what a person saw from fMRI, MEG and sEEG recordings.",
     )
     parser.add_argument("--version", action="version", version=f"braindecode-kit {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an error instead of one line")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:
@@ -107,7 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("pipeline", help="a pipeline YAML file or the name of a shipped pipeline")
     p.add_argument("--out", required=True, help="the run folder")
     p.add_argument("--seed", type=int, default=None, help="override the pipeline's seed")
-    p.add_argument("--restart", action="store_true", help="empty the run folder first")
+    p.add_argument("--restart", action="store_true",
+                   help="empty the run folder first (only a run folder: one with a manifest)")
     common(p)
     p.set_defaults(func=_cmd_run)
 
@@ -132,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_simulate)
 
     p = sub.add_parser("train-builtin", help="retrain a built-in model of the world")
-    p.add_argument("model", choices=["clip"])
+    p.add_argument("model", choices=["clip", "captioner"])
     p.add_argument("--out", required=True, help="folder for the weights")
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
@@ -144,14 +155,42 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: the errors a user can cause: shown as one line when raised by braindecode_kit itself
+USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError, NotADirectoryError,
+               IsADirectoryError, PermissionError)
+
+
+def _raised_by_us(err: BaseException) -> bool:
+    """Whether ``err`` was raised by braindecode_kit's own code (not inside a dependency)."""
+    tb = err.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    package = Path(__file__).resolve().parent
+    try:
+        Path(tb.tb_frame.f_code.co_filename).resolve().relative_to(package)
+    except ValueError:
+        return False
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``braindecode-kit`` console script."""
+    """Entry point of the ``braindecode-kit`` console script.
+
+    Returns 0 on success and 2 on a user error (one line on stderr, no traceback unless
+    ``--debug``); any other exception propagates with its traceback.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
+    debug = args.debug or os.environ.get("BRAINDECODE_KIT_DEBUG", "").strip() in ("1", "true")
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"braindecode-kit: error: {err}", file=sys.stderr)
+    except USER_ERRORS as err:
+        if debug or not _raised_by_us(err):
+            raise
+        msg = str(err)
+        print(f"braindecode-kit: error: {msg}", file=sys.stderr)
         return 2
 
 

@@ -29,6 +29,7 @@ import numpy as np
 
 from ._checks import check_option
 from ._docs import fill_doc
+from ._readers import array_checksums, nifti_data, read_nifti, read_npy, verify_checksum
 from ._utils import PathLike
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -404,7 +405,8 @@ class VoxelInfo:
         nib.save(nib.Nifti1Image(self.mask_array().astype(np.uint8), self.affine),
                  folder / "mask.nii.gz")
         out: dict[str, Any] = {"kind": "VoxelInfo", "mask": "mask.nii.gz", "ijk": None,
-                               "roi": None, "roi_names": None}
+                               "roi": None, "roi_names": None,
+                               "ijk_checksum": array_checksums(_ijk_key(self.ijk))}
         if not self._is_c_order():
             np.save(folder / "ijk.npy", self.ijk, allow_pickle=False)
             out["ijk"] = "ijk.npy"
@@ -420,7 +422,8 @@ class VoxelInfo:
         return out
 
     @classmethod
-    def load(cls, folder: PathLike, meta: Mapping[str, Any]) -> VoxelInfo:
+    def load(cls, folder: PathLike, meta: Mapping[str, Any],
+             verify: str | bool = "fast") -> VoxelInfo:
         """Read the voxels written by :meth:`save`.
 
         Parameters
@@ -429,6 +432,9 @@ class VoxelInfo:
             The folder.
         meta : dict
             What :meth:`save` returned.
+        verify : {"fast", "full", False}
+            Check the voxel indices against the checksum recorded at save (a mask edited
+            since, e.g. one voxel moved, is refused).
 
         Returns
         -------
@@ -437,11 +443,13 @@ class VoxelInfo:
         folder = Path(folder)
         mask, affine = _load_volume("mask", folder / meta["mask"])
         if meta.get("ijk"):
-            ijk = np.load(folder / meta["ijk"], allow_pickle=False)
+            ijk = read_npy(folder / meta["ijk"], "voxel index file")
             if not mask[tuple(ijk.T)].all() or int((mask != 0).sum()) != len(ijk):
                 raise ValueError(f"{str(folder)!r}: ijk.npy does not match mask.nii.gz.")
         else:
             ijk = np.argwhere(mask != 0)
+        verify_checksum(_ijk_key(ijk), meta.get("ijk_checksum"), folder / meta["mask"],
+                        "voxel mask (with its voxel indices)", verify)
         roi = None
         if meta.get("roi"):
             labels, _ = _load_volume("roi", folder / meta["roi"])
@@ -482,16 +490,24 @@ class VoxelInfo:
 
 
 
+def _ijk_key(ijk: np.ndarray) -> np.ndarray:
+    """The voxel indices in one dtype and layout, whatever they were built from."""
+    return np.ascontiguousarray(np.asarray(ijk, dtype=np.int64))
+
+
 def _load_volume(name: str, img: Any) -> tuple[np.ndarray, np.ndarray]:
     import nibabel as nib
 
+    path: Any = None
     if isinstance(img, str | Path):
-        if not Path(img).exists():
-            raise FileNotFoundError(f"{name!r}: no such file {str(img)!r}.")
-        img = nib.load(img)
+        path = img
+        img = read_nifti(img, f"{name} image")
     if not isinstance(img, nib.spatialimages.SpatialImage):
         raise TypeError(f"{name!r} must be a nibabel image or a path, got {type(img).__name__}.")
-    data = np.asanyarray(img.dataobj)
+    if path is not None:
+        data = nifti_data(img, path, f"{name} image")
+    else:
+        data = np.asanyarray(img.dataobj)
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]
     if data.ndim != 3:

@@ -23,6 +23,7 @@ __all__ = [
     "assign_splits",
     "average_by_stimulus",
     "check_no_leak",
+    "check_stimulus_ids",
     "split_train_val",
     "subsample_stimuli",
 ]
@@ -123,6 +124,43 @@ def _count(name: str, value: float, n: int) -> int:
     if not 0 <= value < 1:
         raise ValueError(f"{name!r} must be a fraction in [0, 1) or an int count, got {value}.")
     return int(round(float(value) * n))
+
+
+def check_stimulus_ids(ids: Iterable[Any], name: str = "stimulus ids") -> None:
+    """Refuse empty stimulus ids and ids with leading or trailing whitespace.
+
+    ``"img1"`` and ``"img1 "`` would otherwise be two stimuli (one of them possibly in
+    train, the other in test), so they are refused rather than silently stripped.
+
+    Parameters
+    ----------
+    ids : iterable of str
+        The ids to check (non-str values are left to the caller's type checks).
+    name : str
+        What they are, for the message.
+
+    Raises
+    ------
+    ValueError
+        Naming the offending ids (``repr``, so the whitespace shows) and how many.
+
+    Examples
+    --------
+    >>> check_stimulus_ids(["a", "b"])
+    """
+    bad = []
+    n_bad = 0
+    for v in dict.fromkeys(ids):
+        if isinstance(v, str) and (v == "" or v != v.strip()):
+            n_bad += 1
+            if len(bad) < 5:
+                bad.append(v)
+    if n_bad:
+        raise ValueError(
+            f"{name} must be non-empty and have no leading or trailing whitespace, but "
+            f"{n_bad} id(s) do not (empty ids or whitespace): {bad}. Strip them yourself (e.g. "
+            "ids.str.strip()) if that is what they mean; they are not changed silently."
+        )
 
 
 def check_no_leak(trialset_or_trials: Any) -> None:

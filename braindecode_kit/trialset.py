@@ -24,7 +24,7 @@ both in train and in val/test.
 from __future__ import annotations
 
 import html
-import json
+import inspect
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -34,10 +34,19 @@ import numpy as np
 import pandas as pd
 
 from ._checks import check_option
+from ._readers import (
+    CorruptFileError,
+    array_checksums,
+    check_keys,
+    read_json,
+    read_npy,
+    reading,
+    verify_checksum,
+)
 from ._utils import PathLike, atomic_dir, write_json_atomic
 from .info import INFO_CLASSES, INFO_KINDS
 from .info import VoxelInfo as VoxelInfo  # noqa: F401  (its old home; import from .info)
-from .splits import SPLITS, check_no_leak
+from .splits import SPLITS, check_no_leak, check_stimulus_ids
 from .splits import SplitLeakError as SplitLeakError  # noqa: F401  (old home; use .splits)
 from .splits import assign_splits as assign_splits  # noqa: F401  (old home; use .splits)
 
@@ -517,6 +526,8 @@ class TrialSet:
             "columns": columns,
             "na_rows": na_rows,
             "info": None,
+            # verified on load: a data.npy altered in place is refused
+            "data_checksum": array_checksums(self._data),
         }
         with atomic_dir(path, kind=FORMAT_NAME, produces=_PRODUCES) as tmp:
             _save_npy_chunked(tmp / "data.npy", self._data)
@@ -528,7 +539,8 @@ class TrialSet:
         return path
 
     @classmethod
-    def load(cls, path: PathLike, mmap: bool = True, *, check_finite: bool = True) -> TrialSet:
+    def load(cls, path: PathLike, mmap: bool = True, *, check_finite: bool = True,
+             verify: str | bool = "fast") -> TrialSet:
         """Read a folder written by :meth:`save`.
 
         Parameters
@@ -540,10 +552,23 @@ class TrialSet:
             reading it into memory.
         check_finite : bool
             Check the data for NaN/inf (in bounded chunks).
+        verify : {"fast", "full", False}
+            Check ``data.npy`` and the voxel indices against the checksums recorded at
+            save: ``"fast"`` hashes a strided sample of the bytes (every byte of arrays
+            under 4 MiB), ``"full"`` every byte; False skips it. Folders written before
+            checksums were recorded are not checked.
 
         Returns
         -------
         TrialSet
+
+        Raises
+        ------
+        FileNotFoundError
+            If ``path`` is not a folder.
+        ValueError
+            If a file of the folder is missing, truncated, invalid, incomplete or was
+            changed after it was saved (the message names the file).
         """
         path = Path(path)
         if not path.is_dir():
@@ -554,30 +579,36 @@ class TrialSet:
                 f"{str(path)!r} is not a TrialSet folder: it has no trialset.json "
                 "(write one with TrialSet.save)."
             )
-        try:
-            meta = json.loads(meta_file.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{str(meta_file)!r} is not valid JSON: {err}") from err
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
-            raise ValueError(
+        meta = read_json(meta_file, "TrialSet description")
+        if meta.get("format") != FORMAT_NAME:
+            raise CorruptFileError(
                 f"{str(meta_file)!r} does not describe a TrialSet (format "
-                f"{meta.get('format') if isinstance(meta, dict) else None!r}, expected "
-                f"{FORMAT_NAME!r})."
+                f"{meta.get('format')!r}, expected {FORMAT_NAME!r})."
             )
-        if meta.get("format_version", 0) > FORMAT_VERSION:
+        if not isinstance(meta.get("format_version", 0), int) or meta.get(
+                "format_version", 0) > FORMAT_VERSION:
             raise ValueError(
                 f"{str(path)!r} was written by a newer format version "
-                f"{meta['format_version']} (this code reads <= {FORMAT_VERSION})."
+                f"{meta['format_version']!r} (this code reads <= {FORMAT_VERSION})."
             )
+        check_keys(meta, ("modality", "subject", "dtype", "shape", "index", "columns"),
+                   meta_file, "TrialSet description")
+        if not (isinstance(meta["shape"], list) and all(
+                isinstance(n, int) and not isinstance(n, bool) for n in meta["shape"])):
+            raise CorruptFileError(
+                f"The field 'shape' of the TrialSet description {str(meta_file)!r} must be a "
+                f"list of integers, but is {meta['shape']!r}.")
         for name in ("data.npy", "trials.tsv"):
             if not (path / name).is_file():
                 raise ValueError(f"{str(path)!r} is not a complete TrialSet: {name} is missing.")
-        data = np.load(path / "data.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
+        data = read_npy(path / "data.npy", "TrialSet data file", mmap=mmap)
         if list(data.shape) != list(meta["shape"]) or str(data.dtype) != meta["dtype"]:
-            raise ValueError(
+            raise CorruptFileError(
                 f"{str(path / 'data.npy')!r} holds {data.dtype} {data.shape}, but "
                 f"trialset.json says {meta['dtype']} {tuple(meta['shape'])}."
             )
+        verify_checksum(data, meta.get("data_checksum"), path / "data.npy",
+                        "TrialSet data file", verify)
         trials = _read_trials(path / "trials.tsv", meta)
         info: Any = None
         if meta.get("info"):
@@ -586,7 +617,15 @@ class TrialSet:
             check_option("info kind (in trialset.json)", kind, tuple(INFO_KINDS))
             if kind == "mne.Info":  # the first MEG/sEEG layout kept tmin beside the info
                 info_meta = {**info_meta, "tmin": meta.get("tmin")}
-            info = INFO_KINDS[kind].load(path, info_meta)
+            loader = INFO_KINDS[kind].load
+            extra = ({"verify": verify} if "verify" in inspect.signature(loader).parameters
+                     else {})
+            try:
+                info = loader(path, info_meta, **extra)
+            except KeyError as err:
+                raise CorruptFileError(
+                    f"The info of {str(meta_file)!r} lacks the field {err.args[0]!r}; the "
+                    "TrialSet description is incomplete.") from None
         return cls(
             data, trials, meta["modality"], meta["subject"], info, meta.get("tmin"),
             check_finite=check_finite,
@@ -684,8 +723,7 @@ def _validate_trials(trials: Any, subject: str, n_trials: int) -> pd.DataFrame:
         raise ValueError(
             f"'trials' column 'split' must hold values in {list(SPLITS)}, found {bad_split[:5]}."
         )
-    if (trials["stimulus_id"] == "").any():
-        raise ValueError("'trials' column 'stimulus_id' has empty ids.")
+    check_stimulus_ids(trials["stimulus_id"], "'trials' column 'stimulus_id'")
     rep = trials["repetition"]
     if not pd.api.types.is_integer_dtype(rep) or pd.api.types.is_bool_dtype(rep):
         raise TypeError(f"'trials' column 'repetition' must be integer, got dtype {rep.dtype}.")
@@ -695,6 +733,7 @@ def _validate_trials(trials: Any, subject: str, n_trials: int) -> pd.DataFrame:
     for col in ("session", "run"):
         if trials[col].isna().any():
             raise ValueError(f"'trials' column {col!r} has missing values.")
+    check_no_leak(trials)  # a stimulus in train and in test is refused, naming it
     return trials.copy()
 
 
@@ -740,9 +779,15 @@ def _same_info(a: Any, b: Any) -> bool:
 
 
 def _read_trials(file: Path, meta: dict[str, Any]) -> pd.DataFrame:
-    raw = pd.read_csv(file, sep="\t", dtype=str, keep_default_na=False, na_filter=False)
+    with reading(file, "TrialSet trial table", "a tab-separated table with a header row"):
+        raw = pd.read_csv(file, sep="\t", dtype=str, keep_default_na=False, na_filter=False)
     index = meta["index"]
     columns = meta["columns"]
+    if not (isinstance(index, dict) and {"name", "dtype"} <= set(index)
+            and isinstance(columns, dict)):
+        raise CorruptFileError(
+            f"The fields 'index' and 'columns' of {str(file.parent / 'trialset.json')!r} "
+            "must describe the trial table (index name and dtype, column dtypes).")
     expected = [index["name"], *columns]
     if list(raw.columns) != expected:
         raise ValueError(

@@ -102,7 +102,7 @@ def test_voxel_info_save_load_keeps_the_format(tmp_path):
         folder = tmp_path / name
         folder.mkdir()
         meta = inf.save(folder)
-        assert set(meta) == {"kind", "mask", "ijk", "roi", "roi_names"}
+        assert set(meta) == {"kind", "mask", "ijk", "roi", "roi_names", "ijk_checksum"}
         assert meta["kind"] == "VoxelInfo" and meta["mask"] == "mask.nii.gz"
         assert meta["roi"] == "roi.nii.gz" and meta["roi_names"] == {"3": "V1"}
         assert (meta["ijk"] is None) == (name == "c")

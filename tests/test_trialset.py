@@ -517,9 +517,11 @@ def test_load_refuses_nan_on_disk(tmp_path):
     arr[3, 3] = np.nan
     arr.flush()
     del arr
+    with pytest.raises(ValueError, match="changed after it was saved"):
+        TrialSet.load(path)  # the recorded checksum catches the edit first
     with pytest.raises(ValueError, match="finite"):
-        TrialSet.load(path)
-    assert TrialSet.load(path, check_finite=False).n_trials == 12
+        TrialSet.load(path, verify=False)
+    assert TrialSet.load(path, check_finite=False, verify=False).n_trials == 12
 
 
 _text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), max_size=6)
@@ -528,7 +530,8 @@ _text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), m
 @st.composite
 def trial_tables(draw, n):
     n_stim = draw(st.integers(1, n))
-    stim = draw(st.lists(_text.filter(bool), min_size=n_stim, max_size=n_stim, unique=True))
+    stim = draw(st.lists(_text.filter(lambda s: s and s == s.strip()), min_size=n_stim,
+                         max_size=n_stim, unique=True))  # valid ids: no edge whitespace
     ids = draw(st.lists(st.integers(0, 10**6), min_size=n, max_size=n, unique=True))
     table = pd.DataFrame(
         {
@@ -767,6 +770,9 @@ def test_fmri_folder_without_marker_loads_and_is_replaced(tmp_path):
     assert sorted(p.name for p in path.iterdir()) == [
         "data.npy", "mask.nii.gz", "trials.tsv", "trialset.json"]
     meta = json.loads((path / "trialset.json").read_text())
+    meta.pop("data_checksum")  # as written before checksums
+    meta["info"].pop("ijk_checksum")
+    (path / "trialset.json").write_text(json.dumps(meta))
     assert meta["info"] == {"kind": "VoxelInfo", "mask": "mask.nii.gz", "ijk": None,
                             "roi": None, "roi_names": None}
     assert_same(ts, TrialSet.load(path))

@@ -13,12 +13,10 @@ Layout read (BIDS 1.8, plus BIDS-derivatives for masks and atlases)::
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
-
+from .._readers import read_json, read_tsv, require_number
 from .._utils import PathLike
 
 __all__ = [
@@ -204,7 +202,7 @@ def read_atlas_labels(atlas_path: PathLike, root: PathLike | None = None) -> dic
                 break
     for cand in candidates:
         if cand.is_file():
-            table = pd.read_csv(cand, sep="\t")
+            table = read_tsv(cand, "atlas look-up table")
             missing = {"index", "name"} - set(table.columns)
             if missing:
                 raise ValueError(
@@ -223,6 +221,8 @@ def read_repetition_time(sidecar: PathLike | None) -> float | None:
     """``RepetitionTime`` (seconds) from a ``_bold.json`` sidecar, or None."""
     if sidecar is None:
         return None
-    meta = json.loads(Path(sidecar).read_text(encoding="utf-8"))
+    meta = read_json(sidecar, "_bold.json sidecar")
     tr = meta.get("RepetitionTime")
-    return None if tr is None else float(tr)
+    if tr is None:
+        return None
+    return require_number(tr, "RepetitionTime", sidecar, "_bold.json sidecar", positive=True)

@@ -19,7 +19,6 @@ per-voxel vector back to the subject's space.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ import pandas as pd
 from .._checks import check_option
 from .._docs import fill_doc
 from .._logging import logger, verbose
+from .._readers import read_json, read_nifti, read_npy, read_tsv, reading
 from .._utils import PathLike, atomic_path, hash_jsonable, write_json_atomic
 from ..info import VoxelInfo
 from ..splits import check_no_leak
@@ -84,7 +84,7 @@ def _load_img(name: str, img: Any):
     if isinstance(img, str | os.PathLike):
         if not Path(img).exists():
             raise FileNotFoundError(f"{name!r}: no such file {str(img)!r}.")
-        return nib.load(img)
+        return read_nifti(img, f"{name} image")
     if isinstance(img, nib.spatialimages.SpatialImage):
         return img
     raise TypeError(
@@ -93,13 +93,23 @@ def _load_img(name: str, img: Any):
 
 
 def _volume(name: str, img: Any) -> tuple[np.ndarray, np.ndarray]:
+    where = img
     img = _load_img(name, img)
-    data = np.asanyarray(img.dataobj)
+    with reading(_file_of(img, where), f"{name} image", "a complete NIfTI image"):
+        data = np.asanyarray(img.dataobj)
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]
     if data.ndim != 3:
         raise ValueError(f"{name!r} must be a 3-D image, got shape {data.shape}.")
     return data, np.asarray(img.affine, float)
+
+
+def _file_of(img: Any, given: Any = None) -> str:
+    """The file an image was read from (for messages), or a description."""
+    if isinstance(given, str | os.PathLike):
+        return str(given)
+    name = getattr(img, "get_filename", lambda: None)()
+    return str(name) if name else "(in-memory image)"
 
 
 def _check_grid(name: str, shape, affine, ref_shape, ref_affine, ref_name: str) -> None:
@@ -122,7 +132,7 @@ def _read_labels(atlas_labels: Any) -> dict[int, str] | None:
 
         table = Path(atlas_labels)
         if table.suffix == ".tsv":
-            frame = pd.read_csv(table, sep="\t")
+            frame = read_tsv(table, "atlas label table")
             missing = {"index", "name"} - set(frame.columns)
             if missing:
                 raise ValueError(
@@ -333,8 +343,8 @@ def _read_events(events: Any, where: str) -> pd.DataFrame:
         path = Path(events)
         if not path.is_file():
             raise FileNotFoundError(f"'events': no such file {str(path)!r}.")
-        table = pd.read_csv(path, sep="\t", na_values=["n/a"], keep_default_na=True,
-                            dtype={"stimulus_id": str})
+        table = read_tsv(path, f"events file of {where}", required=REQUIRED_EVENT_COLUMNS,
+                         na_values=["n/a"], keep_default_na=True, dtype={"stimulus_id": str})
     elif isinstance(events, pd.DataFrame):
         table = events.copy()
     else:
@@ -412,22 +422,66 @@ def _check_trials_fit_run(trials: pd.DataFrame, n_scans: int, tr: float, where: 
 
 def _extract(img, mask: _Mask) -> np.ndarray:
     """(n_scans, n_voxels) float64 time series of the mask's voxels."""
-    if mask.masker is not None:
-        return np.asarray(mask.masker.transform(img), np.float64)
-    ijk = mask.info.ijk
-    out = np.empty((img.shape[3], len(ijk)), np.float64)
-    for start in range(0, img.shape[3], 32):
-        block = np.asarray(img.dataobj[..., start : start + 32])
-        out[start : start + block.shape[3]] = block[ijk[:, 0], ijk[:, 1], ijk[:, 2]].T
-    return out
+    with reading(_file_of(img), "BOLD run", "a complete 4-D NIfTI image"):
+        if mask.masker is not None:
+            return np.asarray(mask.masker.transform(img), np.float64)
+        ijk = mask.info.ijk
+        out = np.empty((img.shape[3], len(ijk)), np.float64)
+        for start in range(0, img.shape[3], 32):
+            block = np.asarray(img.dataobj[..., start : start + 32])
+            out[start : start + block.shape[3]] = block[ijk[:, 0], ijk[:, 1], ijk[:, 2]].T
+        return out
 
 
 def _bad_columns(Y: np.ndarray) -> np.ndarray:
-    """Columns with a NaN/inf value or a constant value."""
+    """Columns with a NaN/inf value, a constant value or a mean <= 0 (see
+    :func:`_bad_reasons`)."""
+    return _bad_reasons(Y)["any"]
+
+
+def _nan_or_constant(Y: np.ndarray) -> np.ndarray:
+    """Columns with a NaN/inf value or a constant value (betas: any mean is fine)."""
+    r = _bad_reasons(Y)
+    return r["nan"] | r["constant"]
+
+
+def _bad_reasons(Y: np.ndarray) -> dict[str, np.ndarray]:
+    """Which columns are unusable, and why: NaN/inf, constant, or a mean <= 0.
+
+    A voxel whose mean is zero or negative cannot be scaled to percent signal change
+    (dividing by its mean makes it hundreds of times larger than the others, or flips
+    its sign): it is bad like a NaN voxel.
+    """
     finite = np.isfinite(Y).all(axis=0)
-    with np.errstate(invalid="ignore"):
-        const = Y.max(axis=0) == Y.min(axis=0)  # NaN columns compare False: caught above
-    return ~finite | const
+    with np.errstate(invalid="ignore", over="ignore"):
+        const = (Y.max(axis=0) == Y.min(axis=0)) & finite
+        nonpos = (Y.mean(axis=0) <= 0) & finite & ~const
+    return {"nan": ~finite, "constant": const, "nonpositive": nonpos,
+            "any": ~finite | const | nonpos}
+
+
+def _describe_bad(reasons: dict[str, np.ndarray]) -> str:
+    parts = [f"{int(reasons['nan'].sum())} with NaN/inf values",
+             f"{int(reasons['constant'].sum())} with a constant signal",
+             f"{int(reasons['nonpositive'].sum())} with a mean <= 0 (not scalable to percent "
+             "signal change)"]
+    return ", ".join(p for p in parts if not p.startswith("0 "))
+
+
+def _sidecar_tr(bold: Any) -> float | None:
+    """RepetitionTime of the BIDS ``.json`` sidecar beside a BOLD file, or None."""
+    if not isinstance(bold, str | os.PathLike):
+        return None
+    path = Path(bold)
+    name = path.name
+    for ext in (".nii.gz", ".nii"):
+        if name.endswith(ext):
+            side = path.with_name(name[: -len(ext)] + ".json")
+            if side.is_file():
+                from .bids import read_repetition_time
+
+                return read_repetition_time(side)
+    return None
 
 
 # =========================================================================== load_fmri
@@ -477,8 +531,9 @@ def load_fmri(
         See :func:`resolve_mask`. ``None`` keeps every voxel that is not zero throughout
         the first run.
     tr : float | None
-        Repetition time (s); by default the NIfTI header's ``zooms[3]``. A ``tr`` that
-        disagrees with the header is refused.
+        Repetition time (s); by default the BIDS ``.json`` sidecar beside a BOLD file
+        (``RepetitionTime``), else the NIfTI header's ``zooms[3]``. A ``tr`` or sidecar
+        that disagrees with the header (or with each other) is refused.
     method : {"lss", "lsa"}
         Single-trial estimator. LSS (the default) has less variance when scan noise
         dominates and trials are close together (Mumford et al. 2012); LSA is unbiased
@@ -500,8 +555,9 @@ def load_fmri(
     atlas, atlas_labels, rois
         ROI labels (and selection), see :func:`resolve_mask`.
     bad_voxels : {"drop", "raise"}
-        Voxels with NaN/inf or a constant signal in any run: dropped (their count is
-        logged as a warning) or refused.
+        Voxels with NaN/inf, a constant signal or a mean <= 0 (which cannot be scaled to
+        percent signal change) in any run: dropped (their count and runs are logged as a
+        warning) or refused. A run in which every voxel is bad is refused, named.
     slice_time_ref : float
         Fraction of the TR of the reference slice (0 = the volume's start), as nilearn.
     %(verbose)s
@@ -546,7 +602,7 @@ def load_fmri(
     tables, _ = _glm_runs(
         [
             dict(bold=b, events=e, confounds=c, session=str(s), run=str(r), tr=tr,
-                 sidecar_tr=None, where=_describe(b, i))
+                 sidecar_tr=_sidecar_tr(b), where=_describe(b, i))
             for i, (b, e, c, s, r) in enumerate(zip(bolds, events_list, confounds_list,
                                                     sessions, runs))
         ],
@@ -588,6 +644,7 @@ def _glm_runs(
     ref_shape, ref_affine = first.shape[:3], np.asarray(first.affine, float)
     betas, tables = [], []
     bad = np.zeros(resolved.info.n_voxels, bool)
+    per_run_bad: list[str] = []
     for k, spec in enumerate(specs):
         img = first if k == 0 else _load_bold(spec["bold"], spec["where"])
         if resolved.masker is None:
@@ -600,13 +657,22 @@ def _glm_runs(
         trials, other = _split_events(table)
         _check_trials_fit_run(trials, n_scans, tr, where)
         Y = _extract(img, resolved)
-        run_bad = _bad_columns(Y)
+        reasons = _bad_reasons(Y)
+        run_bad = reasons["any"]
         if run_bad.any() and bad_voxels == "raise":
-            n_nan = int((~np.isfinite(Y).all(axis=0)).sum())
             raise ValueError(
-                f"{int(run_bad.sum())} voxel(s) of {where} have NaN/inf values ({n_nan}) or a "
-                "constant signal; pass bad_voxels='drop' to drop them, or fix the mask."
+                f"{int(run_bad.sum())} voxel(s) of {where} are unusable "
+                f"({_describe_bad(reasons)}); pass bad_voxels='drop' to drop them, or fix "
+                "the mask."
             )
+        if run_bad.all():
+            raise ValueError(
+                f"Every voxel of the mask is unusable in {where} ({_describe_bad(reasons)}): "
+                "the run is corrupt or is not BOLD data in scanner units. Fix or remove this "
+                "run."
+            )
+        if run_bad.any():
+            per_run_bad.append(f"{where}: {_describe_bad(reasons)}")
         bad |= run_bad
         Y[:, run_bad] = 1.0  # neutral placeholder: dropped below
         times = glm.frame_times(n_scans, tr, slice_time_ref)
@@ -640,10 +706,13 @@ def _glm_runs(
     info = resolved.info
     if bad.any():
         if bad.all():
-            raise ValueError("Every voxel of the mask has NaN values or a constant signal.")
+            raise ValueError(
+                "Every voxel of the mask is unusable in at least one run (NaN/inf values, a "
+                "constant signal or a mean <= 0): " + "; ".join(per_run_bad[:10]) + "."
+            )
         logger.warning(
-            "Dropped %d of %d voxels with NaN/inf values or a constant signal in some run.",
-            int(bad.sum()), len(bad),
+            "Dropped %d of %d voxels with NaN/inf values, a constant signal or a mean <= 0 "
+            "in some run (%s).", int(bad.sum()), len(bad), "; ".join(per_run_bad[:10]),
         )
         data = np.ascontiguousarray(data[:, ~bad])
         info = _subset_info(info, ~bad)
@@ -949,7 +1018,8 @@ class _Source:
         n_sat = 0
         step = max(1, _SLAB_BYTES // max(1, int(np.prod(self.grid)) * 8))
         for start in range(0, self.n_trials, step):
-            block = np.asarray(self.img.dataobj[..., start : start + step])
+            with reading(self.path or self.name, "betas image", "a complete 4-D NIfTI image"):
+                block = np.asarray(self.img.dataobj[..., start : start + step])
             vals = block[ijk[:, 0], ijk[:, 1], ijk[:, 2]].T
             n_sat += _count_saturated(vals)
             out[start : start + vals.shape[0]] = vals.astype(np.float32) * np.float32(scale)
@@ -1227,12 +1297,12 @@ def load_betas(
         final = cache_dir / f"betas-{key}.npy"
         meta_path = cache_dir / f"betas-{key}.json"
         if final.is_file() and meta_path.is_file():
-            meta = json.loads(meta_path.read_text())
+            meta = read_json(meta_path, "cached betas description")
             keep = np.zeros(n_vox, bool)
             keep[np.asarray(meta["kept_voxels"], np.int64)] = True
             logger.info("Reusing cached betas %s", final)
-            return _finish_betas(np.load(final, mmap_mode="r"), table, info, keep, sub,
-                                 average_repetitions)
+            return _finish_betas(read_npy(final, "cached betas", mmap=True), table, info,
+                                 keep, sub, average_repetitions)
 
     with _output(final) as tmp_path:
         sink = _Sink((n_total, n_vox), tmp_path)
@@ -1250,7 +1320,7 @@ def load_betas(
                         raise Int16OverflowError(msg + " Pass saturation='warn' to go on.")
                     logger.warning(msg)
                 rows = table.iloc[start : start + s.n_trials]
-                blk_bad = _bad_columns(block)
+                blk_bad = _nan_or_constant(block)  # betas may have any mean
                 if blk_bad.any():
                     if bad_voxels == "raise":
                         raise ValueError(

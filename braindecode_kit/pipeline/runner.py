@@ -33,16 +33,27 @@ from typing import Any
 
 from .._docs import fill_doc
 from .._logging import logger, verbose
-from .._utils import PathLike, hash_jsonable, write_json_atomic
+from .._readers import (
+    CorruptFileError,
+    check_keys,
+    file_fingerprint,
+    fingerprint_mismatch,
+    read_json,
+)
+from .._utils import MARKER, PathLike, hash_jsonable, json_default, read_marker, write_json_atomic
+from .._version import __version__
 from . import stages as _builtin_stages  # noqa: F401  (registers the built-in stages)
 from ._base import ALL_OTHERS, STAGES, RunContext, Stage
 from .config import PipelineConfig, load_config
 
-__all__ = ["MANIFEST", "METRICS", "merge_metrics", "plan", "run_pipeline"]
+__all__ = ["MANIFEST", "METRICS", "RUN_KIND", "check_run_folder", "merge_metrics", "plan",
+           "run_pipeline"]
 
 MANIFEST = "manifest.json"
 METRICS = "metrics.json"
 MANIFEST_VERSION = 1
+#: the kind in the marker of a run folder (see :func:`check_run_folder`)
+RUN_KIND = "braindecode_kit.run"
 
 
 def _versions() -> dict[str, str]:
@@ -236,11 +247,15 @@ def run_pipeline(
     config : PipelineConfig | path | dict
         The pipeline (a YAML path or a mapping is read with :func:`load_config`).
     out_dir : path
-        The run folder. If it holds a manifest of the same config, finished stages
-        are skipped; if it holds a different config, the run is refused unless
-        ``restart=True``, which empties the folder first.
+        The run folder: absent, empty, or a run folder (a folder that is neither is
+        refused, never written into). If it holds a manifest of the same config,
+        finished stages whose outputs still match the sizes and hashes recorded in the
+        manifest are skipped; a stage whose outputs are missing or changed is redone
+        (and, if it then writes other outputs, every stage after it); ``metrics.json``
+        is rebuilt from the metrics each stage recorded in the manifest. A different
+        config is refused unless ``restart=True``, which empties the run folder first.
     restart : bool
-        Start from scratch in ``out_dir``.
+        Start from scratch in ``out_dir`` (a run folder only).
     %(verbose)s
 
     Returns
@@ -252,7 +267,10 @@ def run_pipeline(
     ------
     ValueError
         If the config is invalid, its plan is (unknown stage, missing requirement,
-        cycle), or ``out_dir`` holds a run of another config.
+        cycle), or ``out_dir`` holds a run of another config, or its manifest is
+        corrupt.
+    FileExistsError
+        If ``out_dir`` is a file or a non-empty folder that is not a run folder.
 
     Notes
     -----
@@ -274,18 +292,26 @@ def run_pipeline(
             state.wait_for_everyone()
 
     if main:
+        check_run_folder(run_dir)  # a folder that is not a run folder is never touched
         if restart and run_dir.exists():
             shutil.rmtree(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
+        if read_marker(run_dir) is None:
+            write_json_atomic(run_dir / MARKER, {"kind": RUN_KIND, "version": __version__})
     barrier()
     if manifest_path.exists():
-        manifest = json.loads(manifest_path.read_text())
+        manifest = read_json(manifest_path, "run manifest")
+        check_keys(manifest, ("config_hash", "stages"), manifest_path, "run manifest")
         if manifest.get("config_hash") != cfg_hash:
             raise ValueError(
                 f"The run folder {run_dir} holds a run of a different configuration "
                 f"(config hash {manifest.get('config_hash')}, this one {cfg_hash}). "
                 "Use another output folder, or restart=True (--restart) to replace it."
             )
+        if not isinstance(manifest["stages"], dict):
+            raise CorruptFileError(f"The field 'stages' of the run manifest {manifest_path} "
+                                   "must be an object (stage -> record).")
+        manifest.setdefault("inputs", {})
     else:
         manifest = {
             "format_version": MANIFEST_VERSION,
@@ -299,9 +325,15 @@ def run_pipeline(
             "stages": {},
         }
     metrics_path = run_dir / METRICS
-    metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
-    manifest, metrics = _from_main(state, (manifest, metrics))  # one view of the folder
+    legacy_metrics: dict[str, Any] | None = None
+    if main and any("metrics" not in r for r in manifest["stages"].values()
+                    if isinstance(r, dict) and r.get("status") == "done"):
+        # a manifest written before stages recorded their metrics: metrics.json has them
+        legacy_metrics = (read_json(metrics_path, "run metrics")
+                          if metrics_path.exists() else None)
+    manifest, legacy_metrics = _from_main(state, (manifest, legacy_metrics))
     barrier()  # everyone has read it before the main process writes
+    metrics = _rebuild_metrics(manifest, stages, legacy_metrics)
     ctx = RunContext(run_dir, config, metrics, state=state, plan=stages)
 
     def write(path: Path, obj: Any) -> None:
@@ -310,35 +342,122 @@ def run_pipeline(
 
     manifest["plan"] = [s.name for s in stages]
     write(manifest_path, manifest)
+    stale = False  # an earlier stage was redone with other outputs: redo everything after
     for st in stages:
         record = manifest["stages"].get(st.name, {})
-        outputs_ok = all((run_dir / o).exists() for o in record.get("outputs", []))
-        if _from_main(state, record.get("status") == "done" and outputs_ok):
+        why = "an earlier stage was redone" if stale else (
+            _why_redo(run_dir, record, legacy_metrics) if main else None)
+        why = _from_main(state, why)
+        if why is None:
             if main:
                 logger.info("[%s] done already, skipped", st.name)
             continue
         if main:
+            if record.get("status") == "done":
+                logger.warning("[%s] redone: %s", st.name, why)
             logger.info("[%s] %s", st.name, st.doc)
+        old_prints = record.get("fingerprints") if record.get("status") == "done" else None
         manifest["stages"][st.name] = {"status": "running", "started": _now()}
         write(manifest_path, manifest)
         t0 = time.perf_counter()
         result = _run_stage(st, ctx)
         seconds = time.perf_counter() - t0
-        merge_metrics(metrics, result.get("metrics", {}))
+        stage_metrics = json.loads(json.dumps(result.get("metrics", {}), default=json_default))
+        merge_metrics(metrics, json.loads(json.dumps(stage_metrics)))
         metrics.setdefault("timing_s", {})[st.name] = round(seconds, 2)
         manifest["inputs"].update(result.get("inputs", {}))
+        outputs = [str(o) for o in result.get("outputs", [])]
+        prints = ({o: file_fingerprint(run_dir / o) for o in outputs if (run_dir / o).exists()}
+                  if main else {})
         manifest["stages"][st.name] = {
             "status": "done",
             "started": manifest["stages"][st.name]["started"],
             "finished": _now(),
             "seconds": round(seconds, 2),
-            "outputs": [str(o) for o in result.get("outputs", [])],
+            "outputs": outputs,
+            "fingerprints": prints,
+            "metrics": stage_metrics,
         }
+        if old_prints is not None and old_prints != prints:
+            stale = True
+        stale = bool(_from_main(state, stale))
         write(metrics_path, metrics)
         write(manifest_path, manifest)
         barrier()  # the stage's outputs are on disk for everyone
         if main:
             logger.info("[%s] finished in %.1f s", st.name, seconds)
+    metrics = _rebuild_metrics(manifest, stages, legacy_metrics)
+    write(metrics_path, metrics)  # rebuilt even when every stage was skipped
     manifest["finished"] = _now()
     write(manifest_path, manifest)
+    return metrics
+
+
+def check_run_folder(run_dir: PathLike) -> None:
+    """Refuse ``run_dir`` unless it is absent, empty or a run folder.
+
+    A run folder holds the run marker or a ``manifest.json``; anything else (a BIDS
+    dataset, a user's files) is neither written into nor, with ``restart``, emptied.
+
+    Raises
+    ------
+    FileExistsError
+        If ``run_dir`` is a file, or a non-empty folder that is not a run folder.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.exists():
+        return
+    if not run_dir.is_dir():
+        raise FileExistsError(f"The run folder {str(run_dir)!r} is a file; choose a folder.")
+    entries = sorted(p.name for p in run_dir.iterdir())
+    if not entries:
+        return
+    marker = read_marker(run_dir)
+    if marker is not None and marker.get("kind") == RUN_KIND:
+        return
+    if marker is None and (run_dir / MANIFEST).is_file():  # written before run markers
+        return
+    shown = ", ".join(entries[:5]) + (f", ... ({len(entries)} entries)" if len(entries) > 5
+                                      else "")
+    what = (f"a {marker.get('kind')!r} folder" if marker is not None
+            else "a folder that is not a run folder (no manifest.json)")
+    raise FileExistsError(
+        f"Refusing to use {str(run_dir)!r} as a run folder: it is {what} holding {shown}. "
+        "Nothing was changed (restart=True / --restart empties only run folders); choose a "
+        "new or empty folder for the run."
+    )
+
+
+def _why_redo(run_dir: Path, record: dict[str, Any],
+              legacy_metrics: dict[str, Any] | None) -> str | None:
+    """Why a stage must run (again), or None when its record and outputs are intact."""
+    if not isinstance(record, dict) or record.get("status") != "done":
+        return "not finished"
+    if "metrics" not in record and legacy_metrics is None:
+        return "its metrics were not recorded and metrics.json is gone"
+    prints = record.get("fingerprints")
+    for out in record.get("outputs", []):
+        path = run_dir / out
+        if prints is None or out not in prints:  # written before fingerprints
+            if not path.exists():
+                return f"its output {out} is missing"
+            continue
+        reason = fingerprint_mismatch(path, prints[out])
+        if reason is not None:
+            return f"its output {out} does not match what it wrote ({reason})"
+    return None
+
+
+def _rebuild_metrics(manifest: dict[str, Any], stages: list[Stage],
+                     legacy: dict[str, Any] | None) -> dict[str, Any]:
+    """``metrics.json`` from the metrics each finished stage recorded, in plan order."""
+    records = manifest.get("stages", {})
+    names = [s.name for s in stages] + [n for n in records if n not in {s.name for s in stages}]
+    metrics: dict[str, Any] = json.loads(json.dumps(legacy)) if legacy else {}
+    for name in names:
+        rec = records.get(name)
+        if not isinstance(rec, dict) or rec.get("status") != "done" or "metrics" not in rec:
+            continue
+        merge_metrics(metrics, json.loads(json.dumps(rec["metrics"])))
+        metrics.setdefault("timing_s", {})[name] = rec.get("seconds")
     return metrics

@@ -28,6 +28,7 @@ class _SetData:
     ids: list[str] | None
     Y: np.ndarray | None  # per-row image targets when given as arrays
     stim: np.ndarray | None = None  # index into the target table
+    splits: list[str] | None = None  # each trial's split (TrialSets only)
 
 
 @dataclass
@@ -55,8 +56,10 @@ def _normalize_sets(sets: Any, name: str) -> list[_SetData]:
     out = []
     for i, s in enumerate(sets):
         if _is_trialset(s):
-            ids = [str(v) for v in s.trials["stimulus_id"].tolist()]
-            out.append(_SetData(str(s.subject), s.data, ids, None))
+            table = s.trials
+            ids = [str(v) for v in table["stimulus_id"].tolist()]
+            splits = [str(v) for v in table["split"].tolist()] if "split" in table else None
+            out.append(_SetData(str(s.subject), s.data, ids, None, splits=splits))
             continue
         if not isinstance(s, tuple) or len(s) not in (2, 3):
             raise TypeError(
@@ -93,6 +96,63 @@ def _normalize_sets(sets: Any, name: str) -> list[_SetData]:
             check_finite(f"{name} X of subject {s.subject!r} (rows from {start})",
                          np.asarray(s.X[start:start + 4096]))
     return out
+
+
+def _check_leaks(train: list[_SetData], val: list[_SetData], *, allow_test: bool,
+                 check_leak: bool, train_name: str = "trainsets",
+                 val_name: str = "valsets") -> None:
+    """Refuse training on test trials and validation stimuli that are also trained on.
+
+    Raises
+    ------
+    SplitLeakError
+        Naming the subject and the stimuli.
+    """
+    from ..splits import SplitLeakError
+
+    if not allow_test:
+        for s in train:
+            if s.splits is None:
+                continue
+            test = sorted({i for i, sp in zip(s.ids, s.splits) if sp == "test"})
+            if test:
+                raise SplitLeakError(
+                    f"{train_name} of subject {s.subject!r} hold {len(test)} test stimulus "
+                    f"id(s) (split 'test'), e.g. {test[:5]}: training on them would make "
+                    "the test score meaningless. Pass ts.select(split='train'), or "
+                    "allow_test=True if you really mean to train on them (e.g. a final "
+                    "model after evaluation)."
+                )
+    if not check_leak or not val:
+        return
+    seen = {i for s in train if s.ids is not None for i in s.ids}
+    for s in val:
+        if s.ids is None:
+            continue
+        shared = sorted(set(s.ids) & seen)
+        if shared:
+            raise SplitLeakError(
+                f"{val_name} of subject {s.subject!r} share {len(shared)} stimulus id(s) with "
+                f"{train_name}, e.g. {shared[:5]}: early stopping would select on stimuli "
+                "the model was trained on. Split by stimulus (splits.split_train_val), or "
+                "pass check_leak=False if that is what you mean."
+            )
+
+
+def _check_targets_not_degenerate(table: np.ndarray, name: str) -> None:
+    """Refuse targets a contrastive loss cannot learn from: all zero, or all identical."""
+    flat = table.reshape(len(table), -1)
+    if len(flat) and not np.any(flat):
+        raise ValueError(
+            f"{name} are all zero ({len(flat)} stimuli): a contrastive loss compares "
+            "directions and cannot learn from zero vectors. Check how the targets were "
+            "computed."
+        )
+    if len(flat) >= 2 and np.unique(flat, axis=0).shape[0] < 2:
+        raise ValueError(
+            f"{name} holds the same embedding for every one of its {len(flat)} stimuli: "
+            "there is nothing to tell the stimuli apart. Check how the targets were computed."
+        )
 
 
 def _lookup(targets: Any, ids: list[str]) -> dict[str, np.ndarray]:
@@ -148,6 +208,7 @@ def _prepare(sets: list[_SetData], targets: Any, name: str = "trainsets") -> _Pr
     if all(s.Y is not None for s in sets):
         allY = np.concatenate([s.Y for s in sets])
         check_finite("targets", allY)
+        _check_targets_not_degenerate(allY, f"The target arrays of {name}")
         table, inverse = np.unique(allY.reshape(len(allY), -1), axis=0, return_inverse=True)
         inverse = inverse.reshape(-1)
         off = 0
@@ -171,6 +232,7 @@ def _prepare(sets: list[_SetData], targets: Any, name: str = "trainsets") -> _Pr
         if t.shape[0] != len(uniq):
             raise ValueError(f"targets returned {t.shape[0]} {head} rows for {len(uniq)} ids.")
         check_finite(f"targets ({head})", t)
+    _check_targets_not_degenerate(tables["image"], f"The image targets of {name}")
     return _Prepared(sets, tables, uniq)
 
 

@@ -35,6 +35,7 @@ from ..splits import average_by_stimulus
 from ._data import (
     BalancedBatchSampler,
     _check_against_decoder,
+    _check_leaks,
     _Collate,
     _normalize_sets,
     _prepare,
@@ -199,6 +200,9 @@ def fit(
     valsets: Any = None,
     out_dir: PathLike | None = None,
     resume: bool = True,
+    *,
+    allow_test: bool = False,
+    check_leak: bool = True,
     verbose: bool | str | int | None = None,
 ) -> TrainResult:
     """Train ``decoder`` (in place) on one or several subjects.
@@ -229,21 +233,39 @@ def fit(
     resume : bool
         Continue from the last checkpoint in ``out_dir`` if there is one (a finished run
         is loaded, not retrained); False starts over and removes old checkpoints.
+    allow_test : bool
+        Train on TrialSet trials whose split is ``"test"``. Refused by default: pass
+        ``ts.select(split="train")``; set it only when you mean it (a final model trained
+        after evaluation, or cross-validation folds you assign yourself).
+    check_leak : bool
+        Refuse ``valsets`` whose stimuli also appear in ``trainsets`` (by stimulus id).
+        Set False only for a validation you split yourself on purpose.
     %(verbose)s
 
     Returns
     -------
     TrainResult
         The trained decoder (the same object), its history and early-stopping outcome.
+
+    Raises
+    ------
+    SplitLeakError
+        If ``trainsets`` hold test trials, or ``valsets`` share stimuli with them
+        (naming the subject and the stimuli).
+    ValueError
+        If the targets are degenerate (all identical, or zero vectors), non-finite, or do
+        not match the decoder.
     """
     config = TrainConfig() if config is None else config
     check_type("config", config, TrainConfig)
     check_type("decoder", decoder, BrainDecoder)
-    prep = _prepare(_normalize_sets(trainsets, "trainsets"), targets, "trainsets")
+    tsets = _normalize_sets(trainsets, "trainsets")
+    vsets = _normalize_sets(valsets, "valsets") if valsets is not None else []
+    _check_leaks(tsets, vsets, allow_test=bool(allow_test), check_leak=bool(check_leak))
+    prep = _prepare(tsets, targets, "trainsets")
     _check_against_decoder(decoder, prep, "trainsets")
     val = None
     if valsets is not None:
-        vsets = _normalize_sets(valsets, "valsets")
         val_targets = None if all(s.Y is not None for s in vsets) else targets
         val = _prepare(vsets, val_targets, "valsets")
         _check_against_decoder(decoder, val, "valsets")

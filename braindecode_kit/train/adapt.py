@@ -49,7 +49,7 @@ from ..models.adapters import ADAPTERS, LinearAdapter
 from ..models.config import SubjectSpec
 from ..models.decoder import BrainDecoder
 from ..splits import average_by_stimulus
-from ._data import _is_trialset, _normalize_sets, _prepare, _SetData
+from ._data import _check_leaks, _is_trialset, _normalize_sets, _prepare, _SetData
 from ._fit import _retrieval, fit
 from .config import TrainConfig, TrainResult
 
@@ -409,9 +409,12 @@ def adapt_subject(
         )
     train_set = _renamed(new_trialset, sets[0], name)
     val_set = None
+    vs: list[_SetData] = []
     if valset is not None:
         vs = _normalize_sets(valset, "valset")
         val_set = _renamed(valset, vs[0], name)
+    _check_leaks(sets, vs, allow_test=False, check_leak=True, train_name="new_trialset",
+                 val_name="valset")
     check_option("init", init, ("auto", "ridge", "random"))
     check_int("adapter_epochs", adapter_epochs, lo=0, allow_none=True)
     use_ridge = init == "ridge" or (init == "auto" and can_solve_adapter(decoder, adapter))

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ..._utils import save_npy_atomic
 from .._base import RunContext, stage
 from ._common import (
     KIND_LABELS,
@@ -46,7 +47,7 @@ def _evaluate(ctx: RunContext, kind: str) -> tuple[dict[str, Any], list[str]]:
         Y = targets.loc(test.stimulus_ids).image
         pred_dec = decoder.predict(np.asarray(test.data, dtype=np.float32), subject=s)
         path = kind_path(kind, "predictions", f"decoder_sub-{s}.npy")
-        np.save(ctx.path(path), pred_dec.astype(np.float32))
+        save_npy_atomic(ctx.path(path), pred_dec.astype(np.float32))
         written.append(path)
         pred_ridge = np.load(ctx.run_dir / kind_path(kind, "predictions", f"ridge_sub-{s}.npy"))
         rd, rr = retrieval(pred_dec, Y, ctx, k=k), retrieval(pred_ridge, Y, ctx, k=k)

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ..._utils import save_npy_atomic
 from .._base import RunContext, stage
 from ._common import (
     KIND_LABELS,
@@ -171,7 +172,7 @@ def _new_subject(ctx: RunContext, kind: str) -> tuple[dict[str, Any], list[str]]
     for name, pred in preds.items():
         path = kind_path(kind, "predictions", f"new_{name}.npy")
         if ctx.is_main_process:
-            np.save(ctx.path(path), pred.astype(np.float32))
+            save_npy_atomic(ctx.path(path), pred.astype(np.float32))
         written.append(path)
         out[name] = retrieval_summary(retrieval(pred, Yt, ctx))
     out[f"adapted_{suffix}_vs_full"] = (out[f"adapted_{suffix}"]["top1"]

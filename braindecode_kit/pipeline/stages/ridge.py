@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from ..._utils import save_npy_atomic
 from .._base import RunContext, stage
 from ._common import get_targets, get_trialsets, kind_path, subjects_of, test_set
 
@@ -33,7 +34,7 @@ def stage_ridge(ctx: RunContext) -> dict[str, Any]:
             test = test_set(trialsets[s])
             pred = ridge.predict(np.asarray(test.data, dtype=np.float32))
             out = kind_path(kind, "predictions", f"ridge_sub-{s}.npy")
-            np.save(ctx.path(out), pred.astype(np.float32))
+            save_npy_atomic(ctx.path(out), pred.astype(np.float32))
             alphas[s] = float(np.atleast_1d(ridge.alpha_).mean())
             outputs.append(out)
         metrics[kind] = {"ridge_alpha": alphas}
