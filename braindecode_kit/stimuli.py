@@ -21,7 +21,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ._readers import read_json, reading
 from ._utils import PathLike, hash_bytes, hash_file
+from .splits import check_stimulus_ids
 
 __all__ = ["StimulusSet", "IMAGE_EXTENSIONS"]
 
@@ -57,6 +59,7 @@ def _check_ids(ids: Sequence[Any], where: str) -> list[str]:
     ids = [str(i) for i in ids]
     if len(ids) == 0:
         raise ValueError(f"A StimulusSet needs at least one stimulus, but {where} gave none.")
+    check_stimulus_ids(ids, f"The stimulus ids of {where}")
     seen: set[str] = set()
     dup: list[str] = []
     for i in ids:
@@ -412,7 +415,9 @@ class StimulusSet:
             if not tpath.exists():
                 raise FileNotFoundError(f"Stimulus table not found: {str(tpath)!r}.")
             sep = "\t" if tpath.suffix.lower() in (".tsv", ".txt") else ","
-            df = pd.read_csv(tpath, sep=sep, dtype={id_column: str}, keep_default_na=False)
+            with reading(tpath, "stimulus table", "a table with a header row"):
+                df = pd.read_csv(tpath, sep=sep, dtype={id_column: str},
+                                 keep_default_na=False)
             where = repr(str(tpath))
         missing_cols = [c for c in (id_column, file_column) if c not in df.columns]
         if missing_cols:
@@ -494,10 +499,7 @@ class StimulusSet:
             )
         if not captions_json.is_file():
             raise FileNotFoundError(f"COCO captions file not found: {str(captions_json)!r}.")
-        try:
-            doc = json.loads(captions_json.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{str(captions_json)!r} is not valid JSON: {err}.") from err
+        doc = read_json(captions_json, "COCO captions file", expected_type=None)
         if not isinstance(doc, dict) or "images" not in doc or "annotations" not in doc:
             found = list(doc) if isinstance(doc, dict) else type(doc).__name__
             raise ValueError(

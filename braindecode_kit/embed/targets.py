@@ -24,6 +24,7 @@ from .._checks import check_finite
 from .._docs import fill_doc
 from .._logging import logger, verbose
 from .._utils import PathLike, atomic_dir, atomic_path, hash_jsonable
+from ..splits import check_stimulus_ids
 
 __all__ = ["Targets", "embed_stimuli", "default_cache_dir"]
 
@@ -67,6 +68,7 @@ class Targets:
         meta: dict[str, Any] | None = None,
     ) -> None:
         ids = [str(i) for i in ids]
+        check_stimulus_ids(ids, "'ids'")
         image = np.asarray(image, dtype=np.float32)
         if image.ndim != 2:
             raise ValueError(f"'image' must be a 2-D array (n_stimuli, dim), but got shape "
@@ -185,10 +187,16 @@ class Targets:
 
     @classmethod
     def load(cls, path: PathLike) -> Targets:
-        """Read Targets written by :meth:`save` (safetensors: nothing is unpickled)."""
-        from safetensors.numpy import load_file
+        """Read Targets written by :meth:`save` (safetensors: nothing is unpickled).
 
-        from .builtin import check_safetensors
+        Raises
+        ------
+        FileNotFoundError
+            If ``targets.json`` or ``targets.safetensors`` is missing.
+        ValueError
+            If either is corrupt or they disagree (the message names the file).
+        """
+        from .._readers import CorruptFileError, check_keys, read_json, read_safetensors
 
         path = Path(path)
         doc_path, arr_path = path / "targets.json", path / "targets.safetensors"
@@ -197,13 +205,16 @@ class Targets:
                 f"{str(path)!r} is not a saved Targets folder: expected targets.json and "
                 f"targets.safetensors in it."
             )
-        doc = json.loads(doc_path.read_text())
+        doc = read_json(doc_path, "targets description")
         if doc.get("format") != _FORMAT:
             raise ValueError(f"{str(doc_path)!r} has format {doc.get('format')!r}, expected "
                              f"{_FORMAT!r}.")
-        check_safetensors(arr_path)
-        arrays = load_file(str(arr_path))
-        if list(arrays.get("image", np.empty((0, 0))).shape) != doc["arrays"].get("image"):
+        check_keys(doc, ("ids", "arrays"), doc_path, "targets description")
+        arrays = read_safetensors(arr_path, "targets embeddings", framework="numpy")
+        if "image" not in arrays:
+            raise CorruptFileError(f"The targets embeddings {str(arr_path)!r} have no 'image' "
+                                   f"array (found {sorted(arrays)}).")
+        if list(arrays["image"].shape) != doc["arrays"].get("image"):
             raise ValueError(f"{str(path)!r} is inconsistent: targets.json and "
                              "targets.safetensors disagree on the image array's shape.")
         return cls(doc["ids"], arrays["image"], arrays.get("text"), arrays.get("tokens"),

@@ -294,7 +294,9 @@ class SimulatedFMRI:
             raise FileNotFoundError(
                 f"{root} is not a simulated fMRI dataset: {path} does not exist."
             )
-        return cls(root, json.loads(path.read_text(encoding="utf-8")))
+        from .._readers import read_json
+
+        return cls(root, read_json(path, "simulation description"))
 
     # ------------------------------------------------------------------ facts
     @property

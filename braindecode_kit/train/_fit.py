@@ -312,6 +312,7 @@ def _train_loop(accelerator, decoder: BrainDecoder, prep: _Prepared, val: _Prepa
     start_epoch, stopped = 0, False
 
     if ckpt_dir is not None and not resume and main and ckpt_dir.exists():
+        _check_only_checkpoints(ckpt_dir)  # never remove what a user keeps there
         shutil.rmtree(ckpt_dir)
     accelerator.wait_for_everyone()
     ckpts = list_checkpoints(ckpt_dir) if (ckpt_dir is not None and resume) else []
@@ -466,6 +467,24 @@ def _train_loop(accelerator, decoder: BrainDecoder, prep: _Prepared, val: _Prepa
         decoder.save_pretrained(out_path / "model")
     accelerator.wait_for_everyone()
     return result
+
+
+def _check_only_checkpoints(ckpt_dir: Path) -> None:
+    """Refuse to empty ``ckpt_dir`` unless it holds only training checkpoints."""
+    from .._utils import read_marker
+
+    if not ckpt_dir.is_dir():
+        raise FileExistsError(f"The checkpoint folder {str(ckpt_dir)!r} is a file; nothing "
+                              "was removed. Choose another out_dir.")
+    foreign = [p.name for p in sorted(ckpt_dir.iterdir())
+               if not p.name.endswith(".tmp")
+               and not (p.is_dir() and (read_marker(p) or {}).get("kind") == "training checkpoint")]
+    if foreign:
+        raise FileExistsError(
+            f"Refusing to remove the checkpoint folder {str(ckpt_dir)!r} (resume=False): it "
+            f"holds entries that are not training checkpoints ({', '.join(foreign[:5])}). "
+            "Nothing was changed; move them or choose another out_dir."
+        )
 
 
 def _release(accelerator, owns_state: bool) -> None:

@@ -127,9 +127,12 @@ def run_fingerprint(decoder: BrainDecoder, config: TrainConfig, prep: _Prepared,
 
 def load_checkpoint(path: Path, fingerprint: str, decoder: BrainDecoder, loss_fn: nn.Module,
                      optimizer, scheduler, ckpt_dir: Path):
-    from safetensors.torch import load_file
+    from .._readers import read_json, read_safetensors
 
-    state = json.loads((path / "state.json").read_text())
+    def load_file(file: str, device: str = "cpu"):
+        return read_safetensors(file, "training checkpoint", device=device)
+
+    state = read_json(path / "state.json", "training checkpoint state")
     if state.get("fingerprint") != fingerprint:
         raise ValueError(
             f"The checkpoints in {ckpt_dir} belong to a different run (another decoder, "

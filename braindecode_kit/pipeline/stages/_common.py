@@ -10,7 +10,6 @@ Nothing here knows a recording kind's file formats: a kind's loader stages write
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..._checks import check_option
+from ..._readers import read_json
 from .._base import RunContext
 
 __all__ = [
@@ -99,7 +99,8 @@ def get_trialsets(ctx: RunContext, kind: str) -> dict[str, Any]:
     from ...trialset import TrialSet
 
     def load():
-        subjects = json.loads(_abs(ctx, kind, "trials", "subjects.json").read_text())
+        subjects = read_json(_abs(ctx, kind, "trials", "subjects.json"),
+                             "list of loaded subjects", expected_type=list)
         return {s: TrialSet.load(_abs(ctx, kind, "trials", f"sub-{s}")) for s in subjects}
 
     return ctx.cached(f"trialsets/{kind}", load)
