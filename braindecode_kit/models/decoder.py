@@ -470,8 +470,18 @@ class BrainDecoder(nn.Module):
     @classmethod
     def from_pretrained(cls, directory: PathLike, device: str | torch.device = "cpu"
                         ) -> BrainDecoder:
-        """Load a decoder written by :meth:`save_pretrained` (safetensors, no pickle)."""
-        from safetensors.torch import load_file
+        """Load a decoder written by :meth:`save_pretrained` (safetensors, no pickle).
+
+        Raises
+        ------
+        FileNotFoundError
+            If ``config.json`` or ``model.safetensors`` is missing.
+        ValueError
+            If either is corrupt (invalid JSON, a truncated file, another format renamed
+            ``.safetensors``), or a weight holds NaN/inf values (it would predict NaN);
+            the message names the file and the tensor.
+        """
+        from .._readers import CorruptFileError, read_json, read_safetensors
 
         directory = Path(directory)
         for name in (_CONFIG, _WEIGHTS):
@@ -480,11 +490,33 @@ class BrainDecoder(nn.Module):
                     f"{directory} is not a saved BrainDecoder: {name} is missing (expected "
                     f"{_CONFIG} and {_WEIGHTS} written by save_pretrained)."
                 )
-        raw = json.loads((directory / _CONFIG).read_text())
-        cfg = DecoderConfig.from_dict({k: v for k, v in raw.items() if not k.startswith("_")})
+        raw = read_json(directory / _CONFIG, "decoder config")
+        try:
+            cfg = DecoderConfig.from_dict({k: v for k, v in raw.items()
+                                           if not k.startswith("_")})
+        except (KeyError, TypeError, ValueError) as err:
+            raise CorruptFileError(
+                f"The decoder config {str(directory / _CONFIG)!r} is invalid: "
+                f"{err.args[0] if isinstance(err, KeyError) else err}") from None
+        state = read_safetensors(directory / _WEIGHTS, "decoder weights")
+        for key, tensor in state.items():
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                n_bad = int((~torch.isfinite(tensor)).sum())
+                raise CorruptFileError(
+                    f"The decoder weights {str(directory / _WEIGHTS)!r} hold {n_bad} NaN or "
+                    f"infinite value(s) in {key!r}: the model would predict NaN. Load an "
+                    "earlier checkpoint or retrain (a diverged training run saves such "
+                    "weights)."
+                )
         model = cls(cfg)
         # weights saved before the adapters owned their norms load too (see _upgrade_state)
-        model.load_state_dict(load_file(str(directory / _WEIGHTS), device="cpu"), strict=True)
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as err:
+            raise CorruptFileError(
+                f"The decoder weights {str(directory / _WEIGHTS)!r} do not fit the "
+                f"architecture of {str(directory / _CONFIG)!r}: {str(err).splitlines()[0]} "
+                "(were the two files written together?)") from None
         return model.to(device).eval()
 
     def _repr_html_(self) -> str:
