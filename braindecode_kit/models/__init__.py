@@ -25,6 +25,14 @@ _LAZY = {
     "build_encoder": "braindecode_kit.models.encoders",
     "TemporalPool": "braindecode_kit.models.encoders",
     "ResidualMLP": "braindecode_kit.models.mlp_encoder",
+    "SpatialAttentionAdapter": "braindecode_kit.models.spatial",
+    "PositionAttentionAdapter": "braindecode_kit.models.spatial",
+    "SpatialAttention": "braindecode_kit.models.spatial",
+    "SubjectLayer": "braindecode_kit.models.spatial",
+    "FourierPositions": "braindecode_kit.models.spatial",
+    "ChannelLinearAdapter": "braindecode_kit.models.channel_adapter",
+    "ConvEncoder": "braindecode_kit.models.conv_encoder",
+    "ConvBlock": "braindecode_kit.models.conv_encoder",
     "ResidualBlock": "braindecode_kit.models.mlp_encoder",
     "PooledHead": "braindecode_kit.models.heads",
     "TokenHead": "braindecode_kit.models.heads",
@@ -37,7 +45,8 @@ _LAZY = {
     "mse_loss": "braindecode_kit.models.losses",
     "cosine_loss": "braindecode_kit.models.losses",
 }
-_SUBMODULES = {"config", "adapters", "encoders", "mlp_encoder", "heads", "decoder", "losses"}
+_SUBMODULES = {"config", "adapters", "encoders", "mlp_encoder", "heads", "decoder", "losses",
+               "spatial", "channel_adapter", "conv_encoder"}
 
 __all__ = [
     "ADAPTERS",
@@ -45,14 +54,22 @@ __all__ = [
     "MODALITIES",
     "Adapter",
     "BrainDecoder",
+    "ChannelLinearAdapter",
     "CombinedLoss",
+    "ConvBlock",
+    "ConvEncoder",
     "DecoderConfig",
+    "FourierPositions",
     "LinearAdapter",
     "LossSchedule",
     "MLPAdapter",
     "PooledHead",
+    "PositionAttentionAdapter",
     "ResidualBlock",
     "ResidualMLP",
+    "SpatialAttention",
+    "SpatialAttentionAdapter",
+    "SubjectLayer",
     "SubjectSpec",
     "TemporalPool",
     "TokenHead",
@@ -77,7 +94,9 @@ if TYPE_CHECKING:  # pragma: no cover
         build_adapter,
         register_adapter,
     )
+    from .channel_adapter import ChannelLinearAdapter
     from .config import MODALITIES, DecoderConfig, SubjectSpec
+    from .conv_encoder import ConvBlock, ConvEncoder
     from .decoder import BrainDecoder
     from .encoders import ENCODERS, TemporalPool, build_encoder, register_encoder
     from .heads import PooledHead, TokenHead
@@ -92,6 +111,13 @@ if TYPE_CHECKING:  # pragma: no cover
         soft_clip_loss,
     )
     from .mlp_encoder import ResidualBlock, ResidualMLP
+    from .spatial import (
+        FourierPositions,
+        PositionAttentionAdapter,
+        SpatialAttention,
+        SpatialAttentionAdapter,
+        SubjectLayer,
+    )
 
 
 __getattr__, __dir__ = attach(__name__, _LAZY, _SUBMODULES)

@@ -67,7 +67,11 @@ class Registry(Mapping[str, Any]):
 
 #: adapter kind -> class (see :func:`braindecode_kit.models.register_adapter`)
 ADAPTERS = Registry("adapter", {"linear": "braindecode_kit.models.adapters",
-                                "mlp": "braindecode_kit.models.adapters"})
+                                "mlp": "braindecode_kit.models.adapters",
+                                "spatial_attention": "braindecode_kit.models.spatial",
+                                "seeg_position": "braindecode_kit.models.spatial",
+                                "channel_linear": "braindecode_kit.models.channel_adapter"})
 
 #: encoder kind -> class (see :func:`braindecode_kit.models.register_encoder`)
-ENCODERS = Registry("encoder", {"mlp": "braindecode_kit.models.mlp_encoder"})
+ENCODERS = Registry("encoder", {"mlp": "braindecode_kit.models.mlp_encoder",
+                                "conv": "braindecode_kit.models.conv_encoder"})

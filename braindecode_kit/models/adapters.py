@@ -44,6 +44,12 @@ def register_adapter(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
     normalisation (``nn.Identity`` if none), applied at the end of ``forward``. Subclassing
     :class:`Adapter` gives ``produces = "vector"`` and a ``norm`` from the config.
 
+    An adapter kind whose subjects share part of their parameters (the spatial
+    attention over sensor positions) names that part in a class attribute ``shared``
+    (a key) and builds it with ``build_shared(config)``; the decoder holds one such
+    module per key (``decoder.shared[key]``) and passes it as
+    ``from_config(spec, config, shared=module)``.
+
     Parameters
     ----------
     name : str
@@ -65,7 +71,8 @@ def register_adapter(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
     return deco
 
 
-def build_adapter(kind: str, spec: SubjectSpec, config: DecoderConfig) -> nn.Module:
+def build_adapter(kind: str, spec: SubjectSpec, config: DecoderConfig,
+                  shared: nn.Module | None = None) -> nn.Module:
     """Instantiate the adapter ``kind`` for a subject's ``spec``.
 
     Parameters
@@ -76,6 +83,9 @@ def build_adapter(kind: str, spec: SubjectSpec, config: DecoderConfig) -> nn.Mod
         The subject's input (its ``feature_shape`` sizes the adapter).
     config : DecoderConfig
         The decoder's hyperparameters (``d_shared``, dropout, norm, ...).
+    shared : torch.nn.Module or None
+        The module the kind's subjects share (kinds with a ``shared`` key only; None:
+        the adapter builds its own).
 
     Returns
     -------
@@ -83,7 +93,11 @@ def build_adapter(kind: str, spec: SubjectSpec, config: DecoderConfig) -> nn.Mod
         The adapter, with its ``norm`` attribute.
     """
     check_option("adapter", kind, ADAPTERS.names())
-    adapter = ADAPTERS[kind].from_config(spec, config)
+    cls = ADAPTERS[kind]
+    if getattr(cls, "shared", None):
+        adapter = cls.from_config(spec, config, shared=shared)
+    else:
+        adapter = cls.from_config(spec, config)
     if not isinstance(getattr(adapter, "norm", None), nn.Module):
         raise TypeError(
             f"The {kind!r} adapter ({type(adapter).__name__}) must have a 'norm' module (its "

@@ -196,6 +196,9 @@ class SubjectSpec:
             ch_names = _info_get(info, "ch_names")
             ch_names = None if ch_names is None else [str(c) for c in ch_names]
             positions = _info_positions(info)
+            if modality == "meg" and getattr(info, "positions_2d", None) is None:
+                # MEG's spatial attention reads the 2-D sensor layout (mne.find_layout)
+                positions = _layout_positions(info) or positions
             sfreq = _info_get(info, "sfreq")
             sfreq = None if sfreq is None else float(sfreq)
         return cls(modality, shape, adapter=adapter, ch_names=ch_names, positions=positions,
@@ -250,6 +253,29 @@ def _info_positions(info: Any) -> list[list[float]] | None:
     return arr.tolist()
 
 
+def _layout_positions(info: Any) -> list[list[float]] | None:
+    """2-D layout positions of MEG sensors from :func:`mne.find_layout`, or None.
+
+    Channel names are matched to the layout's without their ``-NNNN`` suffix (CTF
+    names); None when the layout is unknown or misses a channel.
+    """
+    raw = getattr(info, "info", info)
+    try:
+        import mne
+
+        if not isinstance(raw, mne.Info):
+            return None
+        layout = mne.find_layout(raw)
+    except Exception:  # noqa: BLE001 - no layout for this system: fall back to 3-D
+        return None
+    names = {n.replace(" ", ""): i for i, n in enumerate(layout.names)}
+    idx = [names.get(c.rsplit("-", 1)[0].replace(" ", ""),
+                     names.get(c.replace(" ", ""))) for c in raw["ch_names"]]
+    if any(i is None for i in idx):
+        return None
+    return np.asarray(layout.pos[idx, :2], dtype=float).tolist()
+
+
 @dataclass
 class DecoderConfig:
     """Hyperparameters of a :class:`~braindecode_kit.models.BrainDecoder`.
@@ -280,11 +306,24 @@ class DecoderConfig:
         The shared encoder kind (a name in the encoder registry, see
         :func:`~braindecode_kit.models.register_encoder`): ``"mlp"`` is the residual MLP.
     d_shared : int
-        Width of the shared space the adapters map into.
+        Width of the shared space the adapters map into (for sequence adapters, the
+        number of virtual channels K: 270 in the MEG brain module).
     n_blocks : int
-        Number of residual MLP blocks of the shared encoder.
+        Number of blocks of the shared encoder (residual MLP blocks, or dilated
+        convolution blocks of the ``"conv"`` encoder).
     dropout : float
         Dropout inside the residual blocks.
+    pos_dim : int
+        Number of Fourier features of a sensor's position in the position-reading
+        adapters (``"spatial_attention"``, ``"seeg_position"``; 2048 in the MEG brain
+        module).
+    spatial_dropout : float
+        Radius of the disc (ball, for 3-D positions) of sensors dropped at random from the
+        attention during training, in normalised position units (0.2 in the MEG brain
+        module; 0 disables).
+    conv_width : int
+        Channels of the ``"conv"`` encoder's dilated convolution blocks (320 in the MEG
+        brain module).
     norm : {"layernorm", "none"}
         Normalisation of the adapters' output (the shared-space input) and of the
         encoder's output.
@@ -327,6 +366,9 @@ class DecoderConfig:
     d_shared: int = 512
     n_blocks: int = 2
     dropout: float = 0.15
+    pos_dim: int = 512
+    spatial_dropout: float = 0.2
+    conv_width: int = 128
     norm: str = "layernorm"
     head_hidden: int = 0
     token_shape: tuple[int, int] | None = None
@@ -344,6 +386,9 @@ class DecoderConfig:
         self.n_blocks = check_positive_int("n_blocks", self.n_blocks, allow_zero=True)
         self.adapter_hidden = check_positive_int("adapter_hidden", self.adapter_hidden)
         self.head_hidden = check_positive_int("head_hidden", self.head_hidden, allow_zero=True)
+        self.pos_dim = check_positive_int("pos_dim", self.pos_dim)
+        self.conv_width = check_positive_int("conv_width", self.conv_width)
+        self.spatial_dropout = check_float("spatial_dropout", self.spatial_dropout, 0.0, 1.0)
         for name in ("dropout", "adapter_dropout"):
             setattr(self, name, check_float(name, getattr(self, name), 0.0, 1.0, hi_open=True))
         check_option("norm", self.norm, _NORMS)

@@ -78,6 +78,9 @@ class BrainDecoder(nn.Module):
         cfg = self.config
         for subject in cfg.subjects:  # before drawing any weight
             self._check_compatible(subject)
+        # modules that the subjects of an adapter kind share (the spatial attention over
+        # sensor positions), one per kind, built with its first subject; empty otherwise
+        self.shared = nn.ModuleDict()
         self.adapters = nn.ModuleDict()
         for subject in cfg.subjects:
             self._make_adapter(subject)
@@ -113,10 +116,18 @@ class BrainDecoder(nn.Module):
                 f"{consumes} features {layout.get(consumes, '')}: choose an adapter that "
                 f"produces {consumes} features, or an encoder that consumes {produces} ones."
             )
+        check = getattr(encoder_class(cfg.encoder), "check_subject", None)
+        if check is not None:
+            check(cfg.spec(subject), cfg)
 
     def _make_adapter(self, subject: str) -> nn.Module:
         cfg = self.config
-        adapter = build_adapter(cfg.adapter_kind(subject), cfg.spec(subject), cfg)
+        kind = cfg.adapter_kind(subject)
+        key = getattr(ADAPTERS[kind], "shared", None)
+        if key and key not in self.shared:
+            self.shared[key] = ADAPTERS[kind].build_shared(cfg).to(self._param_device())
+        adapter = build_adapter(kind, cfg.spec(subject), cfg,
+                                shared=self.shared[key] if key else None)
         self.adapters[subject] = adapter
         return adapter
 
@@ -134,6 +145,10 @@ class BrainDecoder(nn.Module):
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
+
+    def _param_device(self) -> torch.device:
+        p = next(self.parameters(), None)
+        return torch.device("cpu") if p is None else p.device
 
     def add_subject(self, name: str, spec: SubjectSpec | int | Sequence[int],
                     adapter: str | None = None, seed: int | None = None) -> nn.Module:

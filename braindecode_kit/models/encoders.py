@@ -82,17 +82,32 @@ class TemporalPool(nn.Module):
     ----------
     d : int
         Feature width.
-    mode : {"mean", "attention"}
+    mode : {"mean", "attention", "affine"}
         ``"mean"``: the average over time. ``"attention"``: a learned softmax weighting of
-        the time steps (one score per step from a Linear ``d -> 1``).
+        the time steps (one score per step from a Linear ``d -> 1``). ``"affine"``: a
+        learned affine map of the time axis ``T -> 1`` (one weight per sample and a bias,
+        shared by the features), as the MEG image paper's temporal aggregation.
+    n_times : int or None
+        Number of time samples (``"affine"`` only).
     """
 
-    def __init__(self, d: int, mode: str = "mean") -> None:
+    def __init__(self, d: int, mode: str = "mean", n_times: int | None = None) -> None:
         super().__init__()
-        self.mode = check_option("mode", mode, ("mean", "attention"))
+        self.mode = check_option("mode", mode, ("mean", "attention", "affine"))
         self.score = nn.Linear(int(d), 1) if mode == "attention" else None
+        if mode == "affine":
+            if n_times is None:
+                raise ValueError("TemporalPool(mode='affine') needs n_times.")
+            self.affine = nn.Linear(int(n_times), 1)
+            with torch.no_grad():  # starts as the mean over time
+                self.affine.weight.fill_(1.0 / int(n_times))
+                self.affine.bias.zero_()
+        else:
+            self.affine = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.affine is not None:
+            return self.affine(x).squeeze(-1)
         if self.score is None:
             return x.mean(dim=-1)
         weights = torch.softmax(self.score(x.transpose(1, 2)), dim=1)  # (n, T, 1)

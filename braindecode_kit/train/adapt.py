@@ -48,6 +48,7 @@ from .._utils import PathLike
 from ..models.adapters import ADAPTERS, LinearAdapter
 from ..models.config import SubjectSpec
 from ..models.decoder import BrainDecoder
+from ..models.encoders import ENCODERS
 from ..splits import average_by_stimulus
 from ._data import _check_leaks, _is_trialset, _normalize_sets, _prepare, _SetData
 from ._fit import _retrieval, fit
@@ -137,6 +138,12 @@ def fit_stimulus_map(decoder: BrainDecoder, trainsets: Any, targets: Any = None,
 
     check_type("decoder", decoder, BrainDecoder)
     check_option("use_text", use_text, ("auto", True, False))
+    if ENCODERS[decoder.config.encoder].consumes != "vector":
+        raise ValueError(
+            f"fit_stimulus_map needs a decoder whose shared space is a vector per trial, but "
+            f"its encoder {decoder.config.encoder!r} consumes sequences (n, d_shared, T): "
+            "sensor adapters are adapted by gradient descent (adapt_subject(init='random'))."
+        )
     sets, tables = _sets_and_tables(trainsets, targets, "trainsets")
     table = tables["image"]
     if use_text is True and "text" not in tables:

@@ -78,7 +78,7 @@ def test_registry_has_the_mlp_and_refuses_unknown_kinds():
     enc = build_encoder("mlp", cfg)
     assert isinstance(enc, ResidualMLP) and len(enc.blocks) == 2
     assert enc(torch.randn(3, 8)).shape == (3, 8)
-    msg = r"Invalid value for the 'encoder' parameter\. Allowed values are 'mlp', but got 'x'"
+    msg = r"Invalid value for the 'encoder' parameter\. Allowed values are 'conv', 'mlp', but got 'x'"
     with pytest.raises(ValueError, match=msg):
         _cfg(encoder="x")
     with pytest.raises(ValueError, match=msg):
