@@ -22,11 +22,15 @@ _LAZY = {
     "to_int16": "braindecode_kit.io.fmri",
     "zscore_sessions": "braindecode_kit.io.fmri",
     "load_meg": "braindecode_kit.io.meg",
+    "load_seeg": "braindecode_kit.io.seeg",
+    "read_electrodes": "braindecode_kit.io.seeg",
+    "channel_regions": "braindecode_kit.io.seeg",
 }
-_SUBMODULES = {"fmri", "glm", "bids", "meg"}
+_SUBMODULES = {"fmri", "glm", "bids", "meg", "seeg"}
 
 __all__ = [
     "Int16OverflowError",
+    "channel_regions",
     "find_fmri_runs",
     "fit_lsa",
     "fit_lss",
@@ -34,6 +38,8 @@ __all__ = [
     "load_fmri",
     "load_fmri_bids",
     "load_meg",
+    "load_seeg",
+    "read_electrodes",
     "resolve_mask",
     "to_int16",
     "zscore_sessions",
@@ -52,6 +58,7 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from .glm import fit_lsa, fit_lss
     from .meg import load_meg
+    from .seeg import channel_regions, load_seeg, read_electrodes
 
 
 __getattr__, __dir__ = attach(__name__, _LAZY, _SUBMODULES)

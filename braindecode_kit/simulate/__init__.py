@@ -17,14 +17,17 @@ _LAZY = {
     "SimulatedFMRI": "braindecode_kit.simulate.fmri",
     "simulate_meg": "braindecode_kit.simulate.meg",
     "SimulatedMEG": "braindecode_kit.simulate.meg",
+    "simulate_seeg": "braindecode_kit.simulate.seeg",
+    "SimulatedSEEG": "braindecode_kit.simulate.seeg",
 }
 
-__all__ = ["TRAINING_SEED_START", "SimulatedFMRI", "SimulatedMEG", "make_world", "simulate_fmri",
-           "simulate_meg"]
+__all__ = ["TRAINING_SEED_START", "SimulatedFMRI", "SimulatedMEG", "SimulatedSEEG", "make_world",
+           "simulate_fmri", "simulate_meg", "simulate_seeg"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from .fmri import SimulatedFMRI, simulate_fmri
     from .meg import SimulatedMEG, simulate_meg
+    from .seeg import SimulatedSEEG, simulate_seeg
     from .world import TRAINING_SEED_START, make_world
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .._logging import logger
 from .._utils import json_default
 from . import encoding as enc
 
@@ -240,3 +241,163 @@ def stim_trace(n_times: int, sfreq: float, onsets: np.ndarray, values: np.ndarra
         i = int(round(o * sfreq))
         out[i:i + w] = v
     return out
+
+
+# --------------------------------------------------------------------------- writing
+def check_stimuli(stimuli: Any) -> list[str]:
+    for attr in ("ids", "load_image", "attributes"):
+        if not hasattr(stimuli, attr):
+            raise TypeError(
+                f"'stimuli' must be a StimulusSet (with ids, load_image and attributes), but "
+                f"got {type(stimuli).__name__}.")
+    ids = [str(i) for i in stimuli.ids]
+    if len(set(ids)) != len(ids):
+        raise ValueError("'stimuli' has duplicate ids.")
+    return ids
+
+
+def pick_ids(ids_all: list[str], n_train: int, n_test: int, seed: int, tag: int
+              ) -> tuple[list[str], list[str]]:
+    need = n_train + n_test
+    if need > len(ids_all):
+        raise ValueError(
+            f"Not enough stimuli: n_train + n_test = {n_train} + {n_test} = {need} distinct "
+            f"images are needed, but 'stimuli' has {len(ids_all)}.")
+    perm = rng_for(seed, tag).permutation(len(ids_all))
+    return [ids_all[i] for i in np.sort(perm[:n_test])], [ids_all[i] for i in
+                                                          np.sort(perm[n_test:need])]
+
+
+def reuse(out_dir: Path, config_hash: str, overwrite: bool, cls):
+    if out_dir.exists() and any(out_dir.iterdir()):
+        manifest = out_dir / "derivatives" / "simulation" / "simulation.json"
+        if not overwrite:
+            if manifest.is_file():
+                try:
+                    old = json.loads(manifest.read_text(encoding="utf-8"))
+                except ValueError:
+                    old = {}
+                if old.get("config_hash") == config_hash:
+                    logger.info("Reusing the simulated dataset at %s (same arguments).",
+                                out_dir)
+                    return cls(out_dir, old)
+            raise FileExistsError(
+                f"'out_dir' {out_dir} exists and is not a dataset simulated with these "
+                f"arguments; pass overwrite=True to replace it.")
+    return None
+
+
+def fix_events_tsv(path: Path, table: pd.DataFrame) -> None:
+    """Add the stimulus columns to the events.tsv mne-bids wrote (same rows, same order)."""
+    ev = pd.read_csv(path, sep="\t")
+    ev = ev[ev["trial_type"].isin(set(table["trial_type"]))].reset_index(drop=True)
+    if len(ev) != len(table) or not np.allclose(ev["onset"].to_numpy(float),
+                                                table["onset"].to_numpy(float), atol=1e-2):
+        raise RuntimeError(f"{path}: mne-bids wrote {len(ev)} events, expected {len(table)}.")
+    for col in ("duration", "stimulus_id", "repetition", "split"):
+        ev[col] = table[col].to_numpy()
+    write_tsv(path, ev)
+    side = path.with_suffix(".json")
+    desc = json.loads(side.read_text(encoding="utf-8")) if side.is_file() else {}
+    desc.update({
+        "stimulus_id": {"Description": "Identifier of the image shown (StimulusSet id)."},
+        "repetition": {"Description": "0-based count of earlier presentations of the image."},
+        "split": {"Description": "train (shown once) or test (shown repeatedly)."},
+    })
+    write_json(side, desc)
+
+
+# --------------------------------------------------------------------------- result
+class SimulatedRecording:
+    """A simulated MEG or sEEG dataset (the shared part of SimulatedMEG/SimulatedSEEG).
+
+    Attributes
+    ----------
+    root : Path
+        The BIDS root.
+    subjects : list of str
+        Subject labels (``"01"``, ...).
+    info : dict
+        The content of ``derivatives/simulation/simulation.json``.
+    """
+
+    kind = ""
+    _manifest = "simulation.json"
+
+    def __init__(self, root: str | Path, info: dict) -> None:
+        self.root = Path(root)
+        self.info = info
+        self.subjects: list[str] = list(info["subjects"])
+
+    @classmethod
+    def load(cls, root: str | Path):
+        """Reopen a dataset written by the simulator."""
+        root = Path(root)
+        path = root / "derivatives" / "simulation" / cls._manifest
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{root} is not a simulated {cls.kind} dataset: {path} does not exist.")
+        info = json.loads(path.read_text(encoding="utf-8"))
+        if info.get("kind") != cls.kind:
+            raise ValueError(f"{root} holds a simulated {info.get('kind')!r} dataset, "
+                             f"expected {cls.kind!r}.")
+        return cls(root, info)
+
+    # ------------------------------------------------------------------ facts
+    @property
+    def sfreq(self) -> float:
+        """Sampling frequency of the recordings (Hz)."""
+        return float(self.info["parameters"]["sfreq"])
+
+    @property
+    def test_ids(self) -> list[str]:
+        """Test stimulus ids (shown ``n_test_reps`` times to every subject)."""
+        return list(self.info["test_ids"])
+
+    @property
+    def train_ids(self) -> list[str]:
+        """Training stimulus ids (shown once to every subject)."""
+        return list(self.info["train_ids"])
+
+    def _label(self, subject: str | int) -> str:
+        label = f"{int(subject):02d}" if isinstance(subject, (int, np.integer)) else str(subject)
+        label = label.removeprefix("sub-")
+        if label not in self.subjects:
+            raise ValueError(
+                f"Invalid value for the 'subject' parameter. Allowed values are "
+                f"{', '.join(map(repr, self.subjects))}, but got {subject!r} instead.")
+        return label
+
+    def paths(self, subject: str | int) -> dict[str, Any]:
+        """Absolute paths of one subject's files: ``raw`` and ``events`` (lists in run
+        order), ``truth`` (the ground-truth ``.npz``)."""
+        p = self.info["subject_info"][self._label(subject)]["paths"]
+        return {k: [self.root / x for x in v] if isinstance(v, list) else self.root / v
+                for k, v in p.items()}
+
+    def ground_truth(self, subject: str | int) -> dict[str, np.ndarray]:
+        """The subject's ground-truth arrays (``desc-sources.npz``)."""
+        return loadz(self.paths(subject)["truth"])
+
+    def events(self, subject: str | int) -> list[pd.DataFrame]:
+        """The BIDS events tables of the subject's runs."""
+        return [pd.read_csv(p, sep="\t") for p in self.paths(subject)["events"]]
+
+    # ------------------------------------------------------------------ display
+    def __repr__(self) -> str:
+        p = self.info["parameters"]
+        return (f"<{type(self).__name__} | {len(self.subjects)} subjects, "
+                f"{len(self.train_ids)} train images x 1, {len(self.test_ids)} test images x "
+                f"{p['n_test_reps']}, {p['sfreq']} Hz, root={self.root}>")
+
+
+def summarise_draws(draws: list[float], k: int, n_candidates: int, n_draws: int,
+                    n_reps: int) -> dict:
+    """The oracle's result dict (as ``retrieval_accuracy``'s): mean, 95 % CI, draws."""
+    arr = np.asarray(draws, np.float64)
+    top = float(arr.mean())
+    half = 1.96 * float(arr.std(ddof=1)) / np.sqrt(arr.size) if arr.size > 1 else 0.0
+    return {"top1": top, "ci": [top - half, top + half], "draws": [float(d) for d in draws],
+            "chance": k / n_candidates, "n_candidates": int(n_candidates),
+            "n_draws": int(n_draws), "n_reps": int(n_reps), "k": int(k),
+            "direction": "brain->image"}

@@ -48,13 +48,11 @@ oracle (:meth:`SimulatedMEG.oracle_retrieval`).
 from __future__ import annotations
 
 import datetime
-import json
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from .._checks import check_float, check_int, check_option
 from .._docs import fill_doc
@@ -229,7 +227,7 @@ def _waveforms(m: dict, sfreq: float) -> tuple[np.ndarray, np.ndarray]:
 
 
 # --------------------------------------------------------------------------- result
-class SimulatedMEG:
+class SimulatedMEG(el.SimulatedRecording):
     """What :func:`simulate_meg` wrote: paths, subjects, splits and the ground truth.
 
     Reopen a dataset with :meth:`SimulatedMEG.load`.
@@ -245,66 +243,6 @@ class SimulatedMEG:
     """
 
     kind = "meg"
-    _manifest = "simulation.json"
-
-    def __init__(self, root: str | Path, info: dict) -> None:
-        self.root = Path(root)
-        self.info = info
-        self.subjects: list[str] = list(info["subjects"])
-
-    @classmethod
-    def load(cls, root: str | Path) -> SimulatedMEG:
-        """Reopen a dataset written by the simulator."""
-        root = Path(root)
-        path = root / "derivatives" / "simulation" / cls._manifest
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"{root} is not a simulated {cls.kind} dataset: {path} does not exist.")
-        info = json.loads(path.read_text(encoding="utf-8"))
-        if info.get("kind") != cls.kind:
-            raise ValueError(f"{root} holds a simulated {info.get('kind')!r} dataset, "
-                             f"expected {cls.kind!r}.")
-        return cls(root, info)
-
-    # ------------------------------------------------------------------ facts
-    @property
-    def sfreq(self) -> float:
-        """Sampling frequency of the recordings (Hz)."""
-        return float(self.info["parameters"]["sfreq"])
-
-    @property
-    def test_ids(self) -> list[str]:
-        """Test stimulus ids (shown ``n_test_reps`` times to every subject)."""
-        return list(self.info["test_ids"])
-
-    @property
-    def train_ids(self) -> list[str]:
-        """Training stimulus ids (shown once to every subject)."""
-        return list(self.info["train_ids"])
-
-    def _label(self, subject: str | int) -> str:
-        label = f"{int(subject):02d}" if isinstance(subject, (int, np.integer)) else str(subject)
-        label = label.removeprefix("sub-")
-        if label not in self.subjects:
-            raise ValueError(
-                f"Invalid value for the 'subject' parameter. Allowed values are "
-                f"{', '.join(map(repr, self.subjects))}, but got {subject!r} instead.")
-        return label
-
-    def paths(self, subject: str | int) -> dict[str, Any]:
-        """Absolute paths of one subject's files: ``raw`` and ``events`` (lists in run
-        order), ``truth`` (the ground-truth ``.npz``)."""
-        p = self.info["subject_info"][self._label(subject)]["paths"]
-        return {k: [self.root / x for x in v] if isinstance(v, list) else self.root / v
-                for k, v in p.items()}
-
-    def ground_truth(self, subject: str | int) -> dict[str, np.ndarray]:
-        """The subject's ground-truth arrays (``desc-sources.npz``)."""
-        return el.loadz(self.paths(subject)["truth"])
-
-    def events(self, subject: str | int) -> list[pd.DataFrame]:
-        """The BIDS events tables of the subject's runs."""
-        return [pd.read_csv(p, sep="\t") for p in self.paths(subject)["events"]]
 
     def evoked(self, subject: str | int, ids: list[str] | None = None, *,
                tmin: float = -0.1, tmax: float = 0.8) -> tuple[np.ndarray, np.ndarray]:
@@ -420,84 +358,10 @@ class SimulatedMEG:
             d = (-2.0 * yw @ m.T) + (m ** 2).sum(1)[None, :]
             rank = (d < d[np.arange(n_candidates), np.arange(n_candidates)][:, None]).sum(1)
             draws.append(float(np.mean(rank < k)))
-        arr = np.asarray(draws)
-        top = float(arr.mean())
-        half = 1.96 * float(arr.std(ddof=1)) / np.sqrt(arr.size) if arr.size > 1 else 0.0
-        return {"top1": top, "ci": [top - half, top + half], "draws": draws,
-                "chance": k / n_candidates, "n_candidates": n_candidates, "n_draws": n_draws,
-                "n_reps": n_reps, "k": k, "direction": "brain->image"}
-
-    # ------------------------------------------------------------------ display
-    def __repr__(self) -> str:
-        p = self.info["parameters"]
-        return (f"<{type(self).__name__} | {len(self.subjects)} subjects, "
-                f"{len(self.train_ids)} train images x 1, {len(self.test_ids)} test images x "
-                f"{p['n_test_reps']}, {p['sfreq']} Hz, root={self.root}>")
+        return el.summarise_draws(draws, k, n_candidates, n_draws, n_reps)
 
 
 # --------------------------------------------------------------------------- entry point
-def _check_stimuli(stimuli: Any) -> list[str]:
-    for attr in ("ids", "load_image", "attributes"):
-        if not hasattr(stimuli, attr):
-            raise TypeError(
-                f"'stimuli' must be a StimulusSet (with ids, load_image and attributes), but "
-                f"got {type(stimuli).__name__}.")
-    ids = [str(i) for i in stimuli.ids]
-    if len(set(ids)) != len(ids):
-        raise ValueError("'stimuli' has duplicate ids.")
-    return ids
-
-
-def _pick_ids(ids_all: list[str], n_train: int, n_test: int, seed: int, tag: int
-              ) -> tuple[list[str], list[str]]:
-    need = n_train + n_test
-    if need > len(ids_all):
-        raise ValueError(
-            f"Not enough stimuli: n_train + n_test = {n_train} + {n_test} = {need} distinct "
-            f"images are needed, but 'stimuli' has {len(ids_all)}.")
-    perm = el.rng_for(seed, tag).permutation(len(ids_all))
-    return [ids_all[i] for i in np.sort(perm[:n_test])], [ids_all[i] for i in
-                                                          np.sort(perm[n_test:need])]
-
-
-def _reuse(out_dir: Path, config_hash: str, overwrite: bool, cls):
-    if out_dir.exists() and any(out_dir.iterdir()):
-        manifest = out_dir / "derivatives" / "simulation" / "simulation.json"
-        if not overwrite:
-            if manifest.is_file():
-                try:
-                    old = json.loads(manifest.read_text(encoding="utf-8"))
-                except ValueError:
-                    old = {}
-                if old.get("config_hash") == config_hash:
-                    logger.info("Reusing the simulated dataset at %s (same arguments).",
-                                out_dir)
-                    return cls(out_dir, old)
-            raise FileExistsError(
-                f"'out_dir' {out_dir} exists and is not a dataset simulated with these "
-                f"arguments; pass overwrite=True to replace it.")
-    return None
-
-
-def _fix_events_tsv(path: Path, table: pd.DataFrame) -> None:
-    """Add the stimulus columns to the events.tsv mne-bids wrote (same rows, same order)."""
-    ev = pd.read_csv(path, sep="\t")
-    if len(ev) != len(table) or not np.allclose(ev["onset"].to_numpy(float),
-                                                table["onset"].to_numpy(float), atol=1e-2):
-        raise RuntimeError(f"{path}: mne-bids wrote {len(ev)} events, expected {len(table)}.")
-    for col in ("duration", "stimulus_id", "repetition", "split"):
-        ev[col] = table[col].to_numpy()
-    el.write_tsv(path, ev)
-    side = path.with_suffix(".json")
-    desc = json.loads(side.read_text(encoding="utf-8")) if side.is_file() else {}
-    desc.update({
-        "stimulus_id": {"Description": "Identifier of the image shown (StimulusSet id)."},
-        "repetition": {"Description": "0-based count of earlier presentations of the image."},
-        "split": {"Description": "train (shown once) or test (shown repeatedly)."},
-    })
-    el.write_json(side, desc)
-
-
 @fill_doc
 @verbose
 def simulate_meg(
@@ -572,7 +436,7 @@ def simulate_meg(
         :meth:`SimulatedMEG.oracle_retrieval`.
     """
     t0 = time.perf_counter()
-    ids_all = _check_stimuli(stimuli)
+    ids_all = el.check_stimuli(stimuli)
     check_option("system", system, tuple(SYSTEMS))
     n_subjects = check_int("n_subjects", n_subjects, 1, 99)
     seed = check_int("seed", seed, 0)
@@ -595,7 +459,7 @@ def simulate_meg(
     if line_freq >= sfreq / 2:
         raise ValueError(f"'line_freq' ({line_freq} Hz) must be below Nyquist "
                          f"({sfreq / 2} Hz for sfreq={sfreq}).")
-    test_ids, train_ids = _pick_ids(ids_all, n_train, n_test, seed, _TAG["split"])
+    test_ids, train_ids = el.pick_ids(ids_all, n_train, n_test, seed, _TAG["split"])
     params = {"n_subjects": n_subjects, "system": system, "seed": seed, "n_train": n_train,
               "n_test": n_test, "n_test_reps": n_test_reps, "n_runs": n_runs, "sfreq": sfreq,
               "image_duration": image_duration, "isi": isi, "isi_jitter": isi_jitter,
@@ -606,7 +470,7 @@ def simulate_meg(
     config_hash = hash_jsonable({"version": _VERSION, "kind": "meg", "params": params,
                                  "ids": used, "fp": [fp(i) if fp else i for i in used]})
     out_dir = Path(out_dir)
-    old = _reuse(out_dir, config_hash, overwrite, SimulatedMEG)
+    old = el.reuse(out_dir, config_hash, overwrite, SimulatedMEG)
     if old is not None:
         return old
     logger.info("Simulating %d MEG subjects (%s) into %s", n_subjects, system, out_dir)
@@ -696,7 +560,7 @@ def _simulate_subject(root: Path, label: str, s: int, p: dict, fw: dict, maps: n
                                 allow_preload=True, overwrite=True, verbose=False)
         ev_path = bp.copy().update(suffix="events", extension=".tsv").fpath
         table = table.assign(duration=p["image_duration"])
-        _fix_events_tsv(Path(ev_path), table)
+        el.fix_events_tsv(Path(ev_path), table)
         del raw
         single.unlink()
         raws_paths.append(str(Path(bp.fpath).relative_to(root)))
