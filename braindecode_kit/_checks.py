@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "UnknownKeyError",
     "check_finite",
     "check_float",
     "check_int",
@@ -23,6 +24,13 @@ __all__ = [
     "check_positive_int",
     "check_type",
 ]
+
+
+class UnknownKeyError(ValueError, KeyError):
+    """A name or id looked up and not found: a ``ValueError`` (a bad value came in) that
+    is also a ``KeyError`` (for code catching lookups), printed without KeyError's quotes."""
+
+    __str__ = ValueError.__str__
 
 
 def check_option(name: str, value: Any, allowed: Sequence[Any]) -> Any:

@@ -112,6 +112,8 @@ def _corrupt(path: Any, what: str, err: BaseException, expected: str) -> Corrupt
             "not enough data", "truncated", "end of file", "eof", "incomplete",
             "cannot reshape", "greater than file size", "compressed file ended")):
         reason = f"the file is truncated or incomplete ({reason})"
+    elif "crc" in low or "invalid" in low and "compress" in low:
+        reason = f"the compressed data are damaged ({reason})"
     exp = f" Expected {expected}." if expected else ""
     return CorruptFileError(f"Cannot read the {what} {str(path)!r}: {reason}.{exp}")
 
@@ -256,6 +258,12 @@ def read_nifti(path: Any, what: str = "NIfTI image"):
     if path.stat().st_size == 0:
         raise CorruptFileError(f"The {what} {str(path)!r} is empty (0 bytes); expected a "
                                "NIfTI-1/2 image.")
+    if path.name.endswith(".nii") and path.stat().st_size < 348:
+        raise CorruptFileError(
+            f"Cannot read the {what} {str(path)!r}: the file is truncated ({path.stat().st_size} "
+            "bytes, shorter than a NIfTI-1 header of 348 bytes).")
+    if path.name.endswith(".gz"):
+        _check_gzip(path, what)
     with reading(path, what, "a NIfTI-1/2 image (.nii or .nii.gz)"):
         img = nib.load(path)
         hdr = img.header
@@ -270,6 +278,17 @@ def read_nifti(path: Any, what: str = "NIfTI image"):
                     f"the file has {have} bytes."
                 )
     return img
+
+
+def _check_gzip(path: Path, what: str) -> None:
+    """Decompress a gzip file once to check its CRC: nibabel reads a damaged stream
+    without complaint and returns wrong numbers."""
+    import gzip
+
+    with reading(path, what, "a complete gzip-compressed NIfTI image"):
+        with gzip.open(path, "rb") as f:
+            while f.read(16 << 20):
+                pass
 
 
 def nifti_data(img: Any, path: Any, what: str, index: Any = ...) -> np.ndarray:

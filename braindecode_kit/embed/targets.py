@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .._checks import check_finite
+from .._checks import UnknownKeyError, check_finite
 from .._docs import fill_doc
 from .._logging import logger, verbose
 from .._utils import PathLike, atomic_dir, atomic_path, hash_jsonable
@@ -133,7 +133,7 @@ class Targets:
             missing = list(dict.fromkeys(i for i in ids if i not in index))
             if not missing:
                 return np.fromiter((index[i] for i in ids), dtype=np.intp, count=len(ids))
-            raise KeyError(
+            raise UnknownKeyError(
                 f"{len(missing)} stimulus id(s) have no targets, e.g. {missing[:5]} (these "
                 f"targets hold {len(self)} ids, e.g. {self.ids[:3]})."
             ) from None

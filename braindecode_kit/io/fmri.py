@@ -53,6 +53,8 @@ _INT16_MAX = 32767
 _SLAB_BYTES = 32 << 20  # HDF5 reads: at most this many raw bytes at once
 _ROW_BYTES = 64 << 20  # streaming passes over the output: rows per block
 _TIME_UNITS = {"sec": 1.0, "msec": 1e-3, "usec": 1e-6}
+#: a voxel whose mean BOLD is below this fraction of the median voxel's is "zero-mean"
+_MIN_MEAN_FRACTION = 1e-3
 
 
 class Int16OverflowError(ValueError):
@@ -434,7 +436,7 @@ def _extract(img, mask: _Mask) -> np.ndarray:
 
 
 def _bad_columns(Y: np.ndarray) -> np.ndarray:
-    """Columns with a NaN/inf value, a constant value or a mean <= 0 (see
+    """Columns with a NaN/inf value, a constant value or a zero or negative mean (see
     :func:`_bad_reasons`)."""
     return _bad_reasons(Y)["any"]
 
@@ -446,16 +448,22 @@ def _nan_or_constant(Y: np.ndarray) -> np.ndarray:
 
 
 def _bad_reasons(Y: np.ndarray) -> dict[str, np.ndarray]:
-    """Which columns are unusable, and why: NaN/inf, constant, or a mean <= 0.
+    """Which columns are unusable, and why: NaN/inf, constant, or a zero or negative mean.
 
     A voxel whose mean is zero or negative cannot be scaled to percent signal change
     (dividing by its mean makes it hundreds of times larger than the others, or flips
-    its sign): it is bad like a NaN voxel.
+    its sign): it is bad like a NaN voxel. "Zero" is a mean below
+    ``_MIN_MEAN_FRACTION`` of the median voxel's.
     """
     finite = np.isfinite(Y).all(axis=0)
     with np.errstate(invalid="ignore", over="ignore"):
         const = (Y.max(axis=0) == Y.min(axis=0)) & finite
-        nonpos = (Y.mean(axis=0) <= 0) & finite & ~const
+        mean = Y.mean(axis=0)
+        ok = finite & ~const
+        # "zero": below a thousandth of the typical voxel's mean (float rounding of a
+        # zero-mean signal is not a baseline)
+        typical = float(np.median(np.abs(mean[ok]))) if ok.any() else 0.0
+        nonpos = (mean <= _MIN_MEAN_FRACTION * typical) & ok
     return {"nan": ~finite, "constant": const, "nonpositive": nonpos,
             "any": ~finite | const | nonpos}
 
@@ -463,8 +471,8 @@ def _bad_reasons(Y: np.ndarray) -> dict[str, np.ndarray]:
 def _describe_bad(reasons: dict[str, np.ndarray]) -> str:
     parts = [f"{int(reasons['nan'].sum())} with NaN/inf values",
              f"{int(reasons['constant'].sum())} with a constant signal",
-             f"{int(reasons['nonpositive'].sum())} with a mean <= 0 (not scalable to percent "
-             "signal change)"]
+             f"{int(reasons['nonpositive'].sum())} with a zero or negative mean (not scalable to "
+             "percent signal change)"]
     return ", ".join(p for p in parts if not p.startswith("0 "))
 
 
@@ -555,7 +563,7 @@ def load_fmri(
     atlas, atlas_labels, rois
         ROI labels (and selection), see :func:`resolve_mask`.
     bad_voxels : {"drop", "raise"}
-        Voxels with NaN/inf, a constant signal or a mean <= 0 (which cannot be scaled to
+        Voxels with NaN/inf, a constant signal or a zero or negative mean (which cannot be scaled to
         percent signal change) in any run: dropped (their count and runs are logged as a
         warning) or refused. A run in which every voxel is bad is refused, named.
     slice_time_ref : float
@@ -708,11 +716,13 @@ def _glm_runs(
         if bad.all():
             raise ValueError(
                 "Every voxel of the mask is unusable in at least one run (NaN/inf values, a "
-                "constant signal or a mean <= 0): " + "; ".join(per_run_bad[:10]) + "."
+                "constant signal or a zero or negative mean): "
+                + "; ".join(per_run_bad[:10]) + "."
             )
         logger.warning(
-            "Dropped %d of %d voxels with NaN/inf values, a constant signal or a mean <= 0 "
-            "in some run (%s).", int(bad.sum()), len(bad), "; ".join(per_run_bad[:10]),
+            "Dropped %d of %d voxels with NaN/inf values, a constant signal or a zero or "
+            "negative mean in some run (%s).", int(bad.sum()), len(bad),
+            "; ".join(per_run_bad[:10]),
         )
         data = np.ascontiguousarray(data[:, ~bad])
         info = _subset_info(info, ~bad)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._checks import check_finite
+from .._checks import UnknownKeyError, check_finite
 from ..models.decoder import BrainDecoder
 
 __all__ = ["BalancedBatchSampler"]
@@ -162,12 +162,12 @@ def _lookup(targets: Any, ids: list[str]) -> dict[str, np.ndarray]:
     if isinstance(targets, pd.DataFrame):
         missing = [i for i in dict.fromkeys(ids) if i not in targets.index]
         if missing:
-            raise KeyError(f"targets has no row for stimulus id(s) {missing[:10]}.")
+            raise UnknownKeyError(f"targets has no row for stimulus id(s) {missing[:10]}.")
         return {"image": targets.loc[ids].to_numpy(np.float32)}
     if isinstance(targets, Mapping):
         missing = [i for i in dict.fromkeys(ids) if i not in targets]
         if missing:
-            raise KeyError(f"targets has no entry for stimulus id(s) {missing[:10]}.")
+            raise UnknownKeyError(f"targets has no entry for stimulus id(s) {missing[:10]}.")
         return {"image": np.stack([np.asarray(targets[i], np.float32) for i in ids])}
     if hasattr(targets, "loc") and callable(targets.loc):
         t = targets.loc(list(ids))
@@ -239,7 +239,7 @@ def _prepare(sets: list[_SetData], targets: Any, name: str = "trainsets") -> _Pr
 def _check_against_decoder(decoder: BrainDecoder, prep: _Prepared, name: str) -> None:
     for s in prep.sets:
         if s.subject not in decoder.config.subjects:
-            raise KeyError(
+            raise UnknownKeyError(
                 f"{name} has subject {s.subject!r} but the decoder only has adapters for "
                 f"{decoder.subjects}; use decoder.add_subject() or adapt_subject()."
             )
