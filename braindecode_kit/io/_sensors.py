@@ -354,8 +354,11 @@ def epoch_runs(runs: list[Run], *, prepare: Callable, tmin: float, tmax: float,
                            ", ".join(reasons))
         sel = epochs.selection
         table = r.events.iloc[sel].copy()
-        table["session"] = r.session
-        table["run"] = r.run
+        # labels from the recording's BIDS entities, unless the events carry their own
+        if "session" not in table.columns or r.session:
+            table["session"] = r.session
+        if "run" not in table.columns:
+            table["run"] = r.run
         table["sample"] = samples[sel]
         if names0 is None:
             names0, info = list(epochs.ch_names), epochs.info
