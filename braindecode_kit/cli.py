@@ -2,7 +2,7 @@
 
     braindecode-kit demo --out runs/demo [--seed N]
     braindecode-kit run pipelines/demo.yaml --out runs/demo [--seed N] [--restart]
-    braindecode-kit simulate fmri --out DIR --subjects N --seed S
+    braindecode-kit simulate fmri|meg|seeg --out DIR --subjects N --seed S
     braindecode-kit train-builtin clip|captioner --out DIR [--steps N]
     braindecode-kit pipelines
 
@@ -61,14 +61,26 @@ def _cmd_run(args: argparse.Namespace, pipeline: str | None = None) -> int:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from .simulate import make_world, simulate_fmri
+    from .simulate import make_world, simulate_fmri, simulate_meg, simulate_seeg
 
-    if args.kind != "fmri":
-        raise SystemExit(f"braindecode-kit simulate: unknown kind {args.kind!r} (known: fmri)")
     world = make_world(args.images, seed=args.seed)
-    sim = simulate_fmri(world, args.out, n_subjects=args.subjects, seed=args.seed,
-                        snr=args.snr, n_shared_test=args.test_images, n_voxels=args.voxels,
-                        verbose=args.verbose)
+    if args.kind == "fmri":
+        sim = simulate_fmri(world, args.out, seed=args.seed, snr=args.snr,
+                            n_subjects=3 if args.subjects is None else args.subjects,
+                            n_shared_test=300 if args.test_images is None else args.test_images,
+                            n_voxels=args.voxels, verbose=args.verbose)
+    else:
+        kw = {"n_subjects": 2 if args.subjects is None else args.subjects, "seed": args.seed,
+              "n_test": 20 if args.test_images is None else args.test_images,
+              "verbose": args.verbose}
+        if args.snr is not None:
+            kw["snr"] = args.snr
+        if args.train_images is not None:
+            kw["n_train"] = args.train_images
+        if args.kind == "meg":
+            sim = simulate_meg(world, args.out, system=args.system, **kw)
+        else:
+            sim = simulate_seeg(world, args.out, **kw)
     print(sim)
     return 0
 
@@ -130,15 +142,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=lambda a: _cmd_run(a, pipeline="demo"))
 
     p = sub.add_parser("simulate", help="write simulated subjects in real file formats")
-    p.add_argument("kind", choices=["fmri"], help="recording kind")
+    p.add_argument("kind", choices=["fmri", "meg", "seeg"], help="recording kind")
     p.add_argument("--out", required=True, help="output folder (a BIDS dataset)")
-    p.add_argument("--subjects", type=int, default=3, help="number of subjects")
+    p.add_argument("--subjects", type=int, default=None,
+                   help="number of subjects (default: 3 fmri, 2 meg/seeg)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--images", type=int, default=1200, help="size of the stimulus world")
-    p.add_argument("--test-images", type=int, default=300,
-                   help="shared test images, shown 3 times to every subject")
+    p.add_argument("--test-images", type=int, default=None,
+                   help="shared test images, shown repeatedly to every subject (default: 300 "
+                        "fmri, 20 meg/seeg)")
+    p.add_argument("--train-images", type=int, default=None,
+                   help="meg/seeg: training images, shown once (default 120)")
+    p.add_argument("--system", choices=["ctf275", "neuromag306"], default="ctf275",
+                   help="meg: the sensor geometry")
     p.add_argument("--voxels", type=int, default=2000, help="visual voxels per subject (about)")
-    p.add_argument("--snr", type=float, default=None, help="default: NSD-calibrated noise")
+    p.add_argument("--snr", type=float, default=None,
+                   help="default: NSD-calibrated noise (fmri), the simulators' default (meg/seeg)")
     common(p)
     p.set_defaults(func=_cmd_simulate)
 

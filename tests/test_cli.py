@@ -62,3 +62,14 @@ def test_simulate_fmri_command_writes_bids(tmp_path, capsys):
     for sub in ("01", "02"):
         assert list((out / f"sub-{sub}").glob("ses-*/func/*_bold.nii*"))
         assert list((out / f"sub-{sub}").glob("ses-*/func/*_events.tsv"))
+
+
+@pytest.mark.parametrize("kind", ["meg", "seeg"])
+def test_simulate_meg_seeg_commands_write_bids(tmp_path, capsys, kind):
+    out = tmp_path / kind
+    assert main(["simulate", kind, "--out", str(out), "--subjects", "1", "--seed", "2",
+                 "--images", "40", "--test-images", "4", "--train-images", "6", "-q"]) == 0
+    datatype = "meg" if kind == "meg" else "ieeg"
+    assert len(list(out.glob(f"sub-01/ses-01/{datatype}/*_events.tsv"))) == 2
+    assert (out / "derivatives" / "simulation" / "simulation.json").is_file()
+    assert ("SimulatedMEG" if kind == "meg" else "SimulatedSEEG") in capsys.readouterr().out
