@@ -47,7 +47,9 @@ from pydantic import (
 )
 
 from .._utils import PathLike
+from ..caption import Captioner
 from ..embed import Embedder, embed_stimuli
+from ..evaluate.caption_metrics import caption_metrics
 from ..io import load_fmri_bids
 from ..models import DecoderConfig
 from ..simulate import simulate_fmri
@@ -56,6 +58,7 @@ from ..train import TrainConfig
 __all__ = [
     "DECODER_DATA_FIELDS",
     "PLANNED_KINDS",
+    "CaptionConfig",
     "RECORDING_KINDS",
     "DecoderSection",
     "EmbedConfig",
@@ -369,6 +372,42 @@ class ReportConfig(_Section):
                                     description="best-ranked candidates shown per row")
 
 
+_CaptionSettings = _signature_section(
+    "_CaptionSettings", [Captioner, caption_metrics],
+    exclude={"seed", "bank", "embedder", "candidates", "references", "image_embeddings",
+             "per_item"},
+    doc="The captioner (the keyword parameters of :class:`~braindecode_kit.caption.Captioner`, "
+        "seeded by the run) and the caption metrics (those of "
+        ":func:`~braindecode_kit.evaluate.caption_metrics.caption_metrics`).")
+
+
+class CaptionConfig(_CaptionSettings):  # type: ignore[valid-type,misc]
+    """Captions of the test images from decoded embeddings: the captioner's and the
+    metrics' settings (generated from them), and what the stage adds."""
+
+    # the stage's own default: every metric but METEOR (a JVM loading a 60 MB paraphrase
+    # table, tens of seconds) and SPICE (needs Stanford CoreNLP); null means all of them
+    metrics: list[str] | None = Field(
+        ["bleu1", "bleu2", "bleu3", "bleu4", "rouge_l", "cider_d", "clip_s", "refclip_s",
+         "text_sim"],
+        description="caption metrics to compute (null: all, METEOR and SPICE included)")
+    enabled: bool = Field(True, description="caption the test images (the caption stage)")
+    n_examples: int = Field(8, ge=1, le=64, description="example test images in the report")
+    n_boot: int = Field(1000, ge=100, description="bootstrap resamples of the test images")
+    selectivity: bool = Field(True, description="on simulated data, caption what voxel "
+                              "groups prefer and score it against the simulator's truth")
+
+    @field_validator("metrics")
+    @classmethod
+    def _known_metrics(cls, value: list[str] | None) -> list[str] | None:
+        from ..evaluate.caption_metrics import ALL_METRICS
+
+        bad = [m for m in value or [] if m not in ALL_METRICS]
+        if bad:
+            raise ValueError(f"unknown caption metrics {bad}; allowed: {list(ALL_METRICS)}")
+        return value
+
+
 def _planned_kind(value: Any, info: ValidationInfo) -> None:
     if value is not None:
         raise ValueError(
@@ -396,6 +435,7 @@ class PipelineConfig(_Section):
     train: TrainSection = Field(default_factory=TrainSection)  # type: ignore[valid-type]
     new_subject: NewSubjectConfig = Field(default_factory=NewSubjectConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    caption: CaptionConfig = Field(default_factory=CaptionConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
 
     _check_planned = field_validator(*PLANNED_KINDS, mode="before")(_planned_kind)

@@ -1,7 +1,7 @@
 """The built-in stages, one module each; importing this package registers them.
 
 ``stimuli -> embed -> simulate_fmri -> load_fmri -> train -> ridge -> new_subject ->
-evaluate -> report`` is the order their ``requires``/``after`` give (ties broken by
+evaluate -> caption -> report`` is the order their ``requires``/``after`` give (ties broken by
 their priority), not the order of the imports below. Only the loader stages
 (``simulate_<kind>``, ``load_<kind>``) know a recording kind's formats; the others loop
 over the kinds of the config and read the TrialSets the loaders wrote.
@@ -12,6 +12,7 @@ The helpers the stages share (and the benchmarks use) are re-exported here.
 from __future__ import annotations
 
 from . import (  # noqa: F401  (each registers its stage)
+    caption,
     embed,
     evaluate,
     load_fmri,
