@@ -45,7 +45,7 @@ from typing import Any
 OUTCOMES = ("clear", "handled", "unclear", "crash", "silent", "lost")
 OURS = (ValueError, TypeError, FileNotFoundError, FileExistsError)
 #: the modules holding the tables (each defines ``CASES``, a list of :class:`Case`)
-TABLES = ("cases_files", "cases_fmri", "cases_data", "cases_writers")
+TABLES = ("cases_files", "cases_fmri", "cases_data", "cases_writers", "cases_meg", "cases_seeg")
 
 
 @dataclass(frozen=True)
