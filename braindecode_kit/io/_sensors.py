@@ -9,6 +9,7 @@ Private to :mod:`braindecode_kit.io`.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -344,9 +345,12 @@ def epoch_runs(runs: list[Run], *, prepare: Callable, tmin: float, tmax: float,
                 f"{r.where}: {int(dup.sum())} events fall on the same sample as another at "
                 f"{sf} Hz (onsets {r.events['onset'][dup].tolist()[:4]}); one trial per onset.")
         ev = np.column_stack([samples, np.zeros_like(samples), np.ones_like(samples)])
-        epochs = mne.Epochs(raw, ev, {"trial": 1}, tmin=tmin, tmax=tmax, baseline=baseline,
-                            reject=reject, flat=flat, preload=True, proj=False, picks="all",
-                            reject_by_annotation=reject_by_annotation, verbose=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "All epochs were dropped": reported below
+            epochs = mne.Epochs(raw, ev, {"trial": 1}, tmin=tmin, tmax=tmax,
+                                baseline=baseline, reject=reject, flat=flat, preload=True,
+                                proj=False, picks="all",
+                                reject_by_annotation=reject_by_annotation, verbose=False)
         n_drop = len(samples) - len(epochs)
         if n_drop:
             reasons = sorted({x for log in epochs.drop_log for x in log})
@@ -367,10 +371,12 @@ def epoch_runs(runs: list[Run], *, prepare: Callable, tmin: float, tmax: float,
                 f"{r.where}: expected the channels of the first run ({len(names0)}), found "
                 f"{len(epochs.ch_names)} (differing: "
                 f"{sorted(set(names0) ^ set(epochs.ch_names))[:6]}).")
-        datas.append(epochs.get_data(copy=False))
-        tables.append(table)
-    if not sum(len(t) for t in tables):
-        raise ValueError("Every epoch was rejected (see the reject/flat thresholds).")
+        if len(epochs):
+            datas.append(epochs.get_data(copy=False))
+            tables.append(table)
+    if not tables:
+        raise ValueError(f"Every epoch was rejected (expected at least one epoch within the "
+                         f"reject={reject} / flat={flat} thresholds, found none).")
     data = np.concatenate(datas, axis=0)
     trials = pd.concat(tables, ignore_index=True)
     return data, trials, info, float(epochs.tmin)
