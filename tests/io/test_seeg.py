@@ -12,6 +12,7 @@ import pytest
 from _electro_data import SEEG_KW, simulated_seeg
 
 from braindecode_kit.io.seeg import EDFClippingError, channel_regions, load_seeg
+from braindecode_kit.trialset import TrialSet
 
 DATA = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data")
 LAY = os.path.join(DATA, "ieeg", "sub-pt1_ses-02_task-monitor_acq-ecog_run-01_clip2.lay")
@@ -89,7 +90,7 @@ def test_fif_eeg_channels_as_seeg():
     assert ts.data.shape[1] == 60 and ts.info.positions_3d is not None
 
 
-def test_simulated_bids_regions_positions_and_features():
+def test_simulated_bids_regions_positions_and_features(tmp_path):
     sim = simulated_seeg()
     contacts = sim.contacts("01")
     ts = load_seeg(sim.paths("01")["raw"])
@@ -111,6 +112,10 @@ def test_simulated_bids_regions_positions_and_features():
     assert set(channel_regions(vis).values()) <= {"occipital", "ventral_temporal"}
     assert vis.info.sfreq == 100.0 and vis.data.shape[1] % 2 == 0
     assert sum(n.endswith("_hg") for n in vis.info.ch_names) == vis.data.shape[1] // 2
+    vis.save(tmp_path / "ts")  # regions and positions survive the TrialSet folder
+    back = TrialSet.load(tmp_path / "ts")
+    assert channel_regions(back) == channel_regions(vis)
+    np.testing.assert_allclose(back.info.positions_3d, vis.info.positions_3d)
     root = load_seeg(sim.root, subject="02", l_freq=None, reference="average")
     assert root.subject == "02" and root.data.shape[1] == len(sim.contacts("02"))
 
