@@ -38,8 +38,11 @@ class ContrastiveDecoder(BaseEstimator):
         Width of the shared space.
     n_blocks : int
         Residual blocks of the shared encoder.
-    adapter : {"linear", "mlp"}
-        Per-subject adapter kind.
+    adapter : str
+        Per-subject adapter kind (a registered name: ``"linear"``, ``"mlp"``; for 3-D
+        ``X``, ``"channel_linear"`` with ``encoder="conv"``).
+    encoder : str
+        Shared encoder kind (``"mlp"``; ``"conv"`` for sequence adapters).
     dropout : float
         Dropout in the shared encoder.
     adapter_dropout : float
@@ -69,6 +72,9 @@ class ContrastiveDecoder(BaseEstimator):
         Seeds initialisation, the validation split and training.
     train_kwargs : dict or None
         Further :class:`~braindecode_kit.train.TrainConfig` fields.
+    decoder_kwargs : dict or None
+        Further :class:`~braindecode_kit.models.DecoderConfig` fields (e.g.
+        ``conv_width``).
     modality : {"fmri", "meg", "seeg"} or None
         The subjects' recording kind, kept in their specs; None: ``"fmri"`` for 2-D
         ``X`` and ``"meg"`` for 3-D ``X`` (MEG and sEEG arrays train the same network).
@@ -103,6 +109,7 @@ class ContrastiveDecoder(BaseEstimator):
         d_shared: int = 256,
         n_blocks: int = 2,
         adapter: str = "linear",
+        encoder: str = "mlp",
         dropout: float = 0.15,
         adapter_dropout: float = 0.5,
         epochs: int = 30,
@@ -118,12 +125,14 @@ class ContrastiveDecoder(BaseEstimator):
         mixed_precision: str = "no",
         seed: int = 0,
         train_kwargs: dict | None = None,
+        decoder_kwargs: dict | None = None,
         modality: str | None = None,
         verbose: bool | str | int | None = None,
     ) -> None:
         self.d_shared = d_shared
         self.n_blocks = n_blocks
         self.adapter = adapter
+        self.encoder = encoder
         self.dropout = dropout
         self.adapter_dropout = adapter_dropout
         self.epochs = epochs
@@ -139,6 +148,7 @@ class ContrastiveDecoder(BaseEstimator):
         self.mixed_precision = mixed_precision
         self.seed = seed
         self.train_kwargs = train_kwargs
+        self.decoder_kwargs = decoder_kwargs
         self.modality = modality
         self.verbose = verbose
 
@@ -255,7 +265,8 @@ class ContrastiveDecoder(BaseEstimator):
         dcfg = DecoderConfig(
             subjects={s: self._spec(x) for s, x, _ in parts}, embed_dim=embed_dim,
             adapter=self.adapter, d_shared=self.d_shared, n_blocks=self.n_blocks,
-            dropout=self.dropout, adapter_dropout=self.adapter_dropout,
+            dropout=self.dropout, adapter_dropout=self.adapter_dropout, encoder=self.encoder,
+            **(self.decoder_kwargs or {}),
         )
         tcfg = TrainConfig(
             epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,

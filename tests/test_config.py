@@ -124,11 +124,25 @@ def test_bad_value_is_refused_at_load_time_with_the_field_named(section, message
         load_config({"name": "x", **section})
 
 
-@pytest.mark.parametrize("kind", ["meg", "seeg"])
-def test_kinds_without_a_loader_are_refused(kind):
-    with pytest.raises(ValueError, match=rf"{kind}: The '{kind}' recording kind is not "
-                                         r"implemented yet.*implemented: fmri"):
-        load_config({"name": "x", kind: {"source": "simulate"}})
+@pytest.mark.parametrize("kind, adapter", [("meg", "spatial_attention"),
+                                           ("seeg", "channel_linear")])
+def test_sensor_kinds_have_their_sections_and_decoder_overrides(kind, adapter):
+    cfg = load_config({"name": "x", kind: {"simulate": {"n_subjects": 3},
+                                           "decoder": {"d_shared": 16},
+                                           "train": {"epochs": 3}}})
+    assert cfg.kinds == [kind]
+    assert getattr(cfg, kind).simulate.n_subjects == 3
+    dec = cfg.section_for("decoder", kind)
+    assert (dec.adapter, dec.encoder, dec.d_shared) == (adapter, "conv", 16)
+    assert dec.n_blocks == cfg.decoder.n_blocks  # the rest from decoder:
+    assert cfg.section_for("train", kind).epochs == 3
+    assert cfg.section_for("decoder", "fmri") is cfg.decoder  # fMRI: no overrides
+    with pytest.raises(ValueError, match=rf"{kind}\.decoder\.encoder: Invalid value"):
+        load_config({"name": "x", kind: {"decoder": {"encoder": "nope"}}})
+    with pytest.raises(ValueError, match=rf"{kind}\.decoder\.nope"):
+        load_config({"name": "x", kind: {"decoder": {"nope": 1}}})
+    with pytest.raises(ValueError, match=rf"needs {kind}\.bids_root"):
+        load_config({"name": "x", kind: {"source": "bids"}})
 
 
 def test_folder_stimuli_need_a_path():

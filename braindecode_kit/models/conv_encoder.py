@@ -2,7 +2,7 @@
 
 The MEG brain module's trunk (brainmagick's SimpleConv, as described in its paper and
 config): kernel 3, dilation doubling and resetting every 5 blocks, a GLU every second
-block, GELU, batch normalisation; then a 1x1 projection, a learned affine aggregation
+block, GELU, normalisation; then a 1x1 projection, a learned affine aggregation
 of the time axis (``T -> 1``, :class:`~braindecode_kit.models.TemporalPool` ``"affine"``)
 and a LayerNorm, before the decoder's CLIP heads.
 """
@@ -21,7 +21,12 @@ __all__ = ["ConvBlock", "ConvEncoder"]
 
 
 class ConvBlock(nn.Module):
-    """``x + Dropout(GELU(BatchNorm(Conv_k3,dilated(x))))``, then optionally a GLU.
+    """``x + Dropout(GELU(Norm(Conv_k3,dilated(x))))``, then optionally a GLU.
+
+    The norm is a per-trial ``GroupNorm(1, width)`` (over channels and time), not the
+    MEG brain module's BatchNorm: it keeps no running statistics, so a new subject's
+    adaptation through the frozen encoder changes nothing in it, and batches mixing
+    subjects or split over processes normalise each trial the same way.
 
     Parameters
     ----------
@@ -38,7 +43,7 @@ class ConvBlock(nn.Module):
     def __init__(self, width: int, dilation: int, glu: bool, dropout: float = 0.0) -> None:
         super().__init__()
         self.conv = nn.Conv1d(width, width, 3, padding=dilation, dilation=dilation)
-        self.norm = nn.BatchNorm1d(width)
+        self.norm = nn.GroupNorm(1, width)
         self.act = nn.GELU()
         self.dropout = nn.Dropout(dropout)
         self.glu = (nn.Sequential(nn.Conv1d(width, 2 * width, 1), nn.GLU(dim=1))

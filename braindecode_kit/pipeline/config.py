@@ -16,7 +16,12 @@ is read, not halfway through a run:
   :func:`braindecode_kit.embed.embed_stimuli`;
 - ``fmri.simulate:`` — the keyword parameters of
   :func:`braindecode_kit.simulate.simulate_fmri`;
-- ``fmri.load:`` — the keyword parameters of :func:`braindecode_kit.io.load_fmri_bids`.
+- ``fmri.load:`` — the keyword parameters of :func:`braindecode_kit.io.load_fmri_bids`;
+- ``meg.simulate:`` / ``meg.load:`` — those of :func:`braindecode_kit.simulate.simulate_meg`
+  and :func:`braindecode_kit.io.load_meg` (``seeg.*`` likewise for sEEG);
+- ``meg.decoder:`` / ``meg.train:`` (and ``seeg.*``) — overrides of the ``decoder:`` and
+  ``train:`` sections for that kind's decoder (same keys; a sensor kind has its own
+  defaults, e.g. ``meg.decoder.adapter: spatial_attention``, ``encoder: conv``).
 
 Fields of the signature-generated sections are typed by the function's annotations
 (options written ``{"a", "b"}`` in its numpydoc are enforced) and documented by its
@@ -50,9 +55,9 @@ from .._utils import PathLike
 from ..caption import Captioner
 from ..embed import Embedder, embed_stimuli
 from ..evaluate.caption_metrics import caption_metrics
-from ..io import load_fmri_bids
+from ..io import load_fmri_bids, load_meg, load_seeg
 from ..models import DecoderConfig
-from ..simulate import simulate_fmri
+from ..simulate import simulate_fmri, simulate_meg, simulate_seeg
 from ..train import TrainConfig
 
 __all__ = [
@@ -65,10 +70,16 @@ __all__ = [
     "EvaluateConfig",
     "FMRIConfig",
     "LoadFMRIConfig",
+    "LoadMEGConfig",
+    "LoadSEEGConfig",
+    "MEGConfig",
+    "SEEGConfig",
     "NewSubjectConfig",
     "PipelineConfig",
     "ReportConfig",
     "SimulateFMRIConfig",
+    "SimulateMEGConfig",
+    "SimulateSEEGConfig",
     "StimuliConfig",
     "TrainSection",
     "load_config",
@@ -315,12 +326,6 @@ class FMRIConfig(_Section):
         return self
 
 
-#: recording kind -> its section; a kind is added by adding its section and its loader
-#: stages (``simulate_<kind>``, ``load_<kind>``), the other stages are kind-free.
-RECORDING_KINDS: dict[str, type[_Section]] = {"fmri": FMRIConfig}
-#: kinds the data model knows but the pipeline does not load yet
-PLANNED_KINDS = ("meg", "seeg")
-
 TrainSection = _dataclass_section(
     "TrainSection", TrainConfig, exclude={"seed"},
     doc="Training settings: the fields of :class:`~braindecode_kit.train.TrainConfig` "
@@ -332,6 +337,113 @@ DecoderSection = _dataclass_section(
     doc="Architecture of the contrastive decoder: the fields of "
         ":class:`~braindecode_kit.models.DecoderConfig` but those the data give "
         "(subjects, embedding and text dimensions, token shape, stimulus map).")
+
+
+class _OverrideSection(_Section):
+    """Overrides of a section's keys for one recording kind (same keys, same checks)."""
+
+    _base: ClassVar[type]
+    _defaults: ClassVar[dict[str, Any]] = {}
+
+    def overrides(self) -> dict[str, Any]:
+        """The keys this kind sets: its defaults, then those the file gives."""
+        keys = set(self._defaults) | set(self.model_fields_set)
+        return {k: getattr(self, k) for k in type(self).model_fields if k in keys}
+
+    def apply(self, base: Any) -> Any:
+        """``base`` (a section of :attr:`_base`) with these overrides."""
+        return self._base(**{**base.kwargs(), **self.overrides()})
+
+
+def _override_section(name: str, base: type, defaults: dict[str, Any], doc: str) -> type:
+    """A model with the keys of section ``base``, each optional (``defaults`` preset)."""
+    fields = {k: (f.annotation | None, Field(defaults.get(k), description=f.description))
+              for k, f in base.model_fields.items()}
+    model = create_model(name, __base__=_OverrideSection, __doc__=doc, __module__=__name__,
+                         **fields)
+    model._base = base
+    model._defaults = dict(defaults)
+    return model
+
+
+SimulateMEGConfig = _signature_section(
+    "SimulateMEGConfig", [simulate_meg],
+    exclude={"stimuli", "out_dir", "seed", "overwrite"},
+    doc="Simulated MEG subjects: the keyword parameters of "
+        ":func:`~braindecode_kit.simulate.simulate_meg` (the seed is the run's, the "
+        "output the run folder's ``meg/bids/``).")
+
+LoadMEGConfig = _signature_section(
+    "LoadMEGConfig", [load_meg],
+    exclude={"source", "events", "subject", "reader"},
+    doc="How MEG epochs are cut from the BIDS dataset: the keyword parameters of "
+        ":func:`~braindecode_kit.io.load_meg`.")
+
+
+def _sensor_kind_config(name: str, kind: str, simulate: type, load: type,
+                        decoder_defaults: dict[str, Any], doc: str) -> type:
+    """The section of a sensor recording kind: data source, simulate, load, overrides."""
+    label = kind.upper() if kind == "meg" else "sEEG"
+    decoder = _override_section(
+        f"{name}Decoder", DecoderSection, decoder_defaults,
+        doc=f"Overrides of ``decoder:`` for the {label} decoder (its defaults: "
+            f"{decoder_defaults}).")
+    train = _override_section(f"{name}Train", TrainSection, {},
+                              doc=f"Overrides of ``train:`` for the {label} decoder.")
+
+    def _root_given(self):
+        if self.source == "bids" and not self.bids_root:
+            raise ValueError(f"{kind}.source='bids' needs {kind}.bids_root (a BIDS dataset "
+                             "folder)")
+        return self
+
+    fields = {
+        "source": (Literal["simulate", "bids"], Field(
+            "simulate", description="simulate subjects on the stimuli, or read a BIDS dataset")),
+        "bids_root": (str | None, Field(None, description="the BIDS dataset (source=bids)")),
+        "subjects": (list[str] | None, Field(
+            None, description="subject labels to load (None: every sub-* of the dataset)")),
+        "simulate": (simulate, Field(default_factory=simulate)),
+        "load": (load, Field(default_factory=load)),
+        "decoder": (decoder, Field(default_factory=decoder)),
+        "train": (train, Field(default_factory=train)),
+    }
+    return create_model(name, __base__=_Section, __doc__=doc, __module__=__name__,
+                        __validators__={"_root_given": model_validator(mode="after")(_root_given)},
+                        **fields)
+
+
+MEGConfig = _sensor_kind_config(
+    "MEGConfig", "meg", SimulateMEGConfig, LoadMEGConfig,
+    {"adapter": "spatial_attention", "encoder": "conv"},
+    doc="The MEG data (simulated, or a BIDS root with subject labels) and its decoder's "
+        "overrides.")
+
+SimulateSEEGConfig = _signature_section(
+    "SimulateSEEGConfig", [simulate_seeg],
+    exclude={"stimuli", "out_dir", "seed", "overwrite"},
+    doc="Simulated sEEG patients: the keyword parameters of "
+        ":func:`~braindecode_kit.simulate.simulate_seeg` (the seed is the run's, the "
+        "output the run folder's ``seeg/bids/``).")
+
+LoadSEEGConfig = _signature_section(
+    "LoadSEEGConfig", [load_seeg],
+    exclude={"source", "events", "subject", "reader", "electrodes"},
+    doc="How sEEG epochs are cut from the BIDS dataset: the keyword parameters of "
+        ":func:`~braindecode_kit.io.load_seeg`.")
+
+SEEGConfig = _sensor_kind_config(
+    "SEEGConfig", "seeg", SimulateSEEGConfig, LoadSEEGConfig,
+    {"adapter": "channel_linear", "encoder": "conv", "adapter_dropout": 0.0},
+    doc="The sEEG data (simulated, or a BIDS root with subject labels) and its decoder's "
+        "overrides.")
+
+#: recording kind -> its section; a kind is added by adding its section and its loader
+#: stages (``simulate_<kind>``, ``load_<kind>``), the other stages are kind-free.
+RECORDING_KINDS: dict[str, type[_Section]] = {"fmri": FMRIConfig, "meg": MEGConfig,
+                                              "seeg": SEEGConfig}
+#: kinds the data model knows but the pipeline does not load yet
+PLANNED_KINDS: tuple[str, ...] = ()
 
 
 class NewSubjectConfig(_Section):
@@ -408,16 +520,6 @@ class CaptionConfig(_CaptionSettings):  # type: ignore[valid-type,misc]
         return value
 
 
-def _planned_kind(value: Any, info: ValidationInfo) -> None:
-    if value is not None:
-        raise ValueError(
-            f"The {info.field_name!r} recording kind is not implemented yet in the pipeline: "
-            f"no loader stage reads {info.field_name} recordings (implemented: "
-            f"{', '.join(RECORDING_KINDS)}). Remove the {info.field_name!r} section."
-        )
-    return None
-
-
 class PipelineConfig(_Section):
     """A whole pipeline: stages run in dependency order into one run folder."""
 
@@ -429,8 +531,8 @@ class PipelineConfig(_Section):
     stimuli: StimuliConfig = Field(default_factory=StimuliConfig)
     embed: EmbedConfig = Field(default_factory=EmbedConfig)  # type: ignore[valid-type]
     fmri: FMRIConfig | None = Field(None, description="fMRI recordings (None: none)")
-    meg: Any = Field(None, exclude=True, description="not implemented yet")
-    seeg: Any = Field(None, exclude=True, description="not implemented yet")
+    meg: MEGConfig | None = Field(None, description="MEG recordings (None: none)")  # type: ignore[valid-type]
+    seeg: SEEGConfig | None = Field(None, description="sEEG recordings (None: none)")  # type: ignore[valid-type]
     decoder: DecoderSection = Field(default_factory=DecoderSection)  # type: ignore[valid-type]
     train: TrainSection = Field(default_factory=TrainSection)  # type: ignore[valid-type]
     new_subject: NewSubjectConfig = Field(default_factory=NewSubjectConfig)
@@ -438,12 +540,40 @@ class PipelineConfig(_Section):
     caption: CaptionConfig = Field(default_factory=CaptionConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
 
-    _check_planned = field_validator(*PLANNED_KINDS, mode="before")(_planned_kind)
+
+    @model_validator(mode="after")
+    def _check_kind_overrides(self):
+        for kind in self.kinds:
+            for what in ("decoder", "train"):
+                try:
+                    self.section_for(what, kind)
+                except ValidationError as err:
+                    raise ValueError("; ".join(
+                        f"{kind}.{what}." + ".".join(map(str, e["loc"])) + ": "
+                        + e["msg"].removeprefix("Value error, ") for e in err.errors())
+                    ) from None
+        return self
 
     @property
     def kinds(self) -> list[str]:
         """The recording kinds this pipeline has data of, in a fixed order."""
         return [k for k in RECORDING_KINDS if getattr(self, k) is not None]
+
+    def section_for(self, what: str, kind: str) -> Any:
+        """The ``decoder:`` or ``train:`` section of ``kind``'s decoder (its overrides
+        applied; fMRI has none).
+
+        Examples
+        --------
+        >>> cfg = load_config({"name": "x", "meg": {"decoder": {"d_shared": 32}}})
+        >>> d = cfg.section_for("decoder", "meg")
+        >>> d.adapter, d.encoder, d.d_shared
+        ('spatial_attention', 'conv', 32)
+        """
+        base = getattr(self, what)
+        section = getattr(self, kind, None)
+        override = getattr(section, what, None)
+        return base if override is None else override.apply(base)
 
 
 def _format_error(e: dict[str, Any]) -> str:

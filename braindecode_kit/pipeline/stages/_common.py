@@ -164,26 +164,31 @@ def get_oracle(ctx: RunContext, kind: str) -> Any:
 
 # --------------------------------------------------------------------------- configs
 def decoder_config(config, trainsets: dict[str, Any], embed_dim: int):
-    """The DecoderConfig a pipeline config asks for, for these subjects' trial sets."""
+    """The DecoderConfig a pipeline config asks for, for these subjects' trial sets
+    (of one recording kind: its ``<kind>.decoder`` overrides apply)."""
     from ...models import SubjectSpec
 
-    return config.decoder.build(
-        subjects={s: SubjectSpec.from_trialset(ts) for s, ts in trainsets.items()},
-        embed_dim=embed_dim)
+    specs = {s: SubjectSpec.from_trialset(ts) for s, ts in trainsets.items()}
+    kinds = {spec.modality for spec in specs.values()}
+    if len(kinds) != 1:
+        raise ValueError(f"decoder_config takes one recording kind's subjects, got {sorted(kinds)}.")
+    return config.section_for("decoder", kinds.pop()).build(subjects=specs, embed_dim=embed_dim)
 
 
-def train_config(config, **overrides):
-    """The TrainConfig a pipeline config asks for (seeded by the run; overrides win)."""
-    return config.train.build(**{"seed": config.seed, **overrides})
+def train_config(config, kind: str = "fmri", **overrides):
+    """The TrainConfig a pipeline config asks for ``kind``'s decoder (seeded by the run;
+    ``<kind>.train`` overrides apply; ``overrides`` win)."""
+    return config.section_for("train", kind).build(**{"seed": config.seed, **overrides})
 
 
-def small_data_config(config, n_trials: int):
+def small_data_config(config, n_trials: int, kind: str = "fmri"):
     """:func:`train_config` for a few hundred trials: at least 30 steps an epoch.
 
     A few hundred trials give 2-3 batches an epoch; without the floor a new adapter is
     simply under-trained (measured: top-1 0.007 -> 0.04).
     """
-    return train_config(config, steps_per_epoch=max(30, n_trials // config.train.batch_size))
+    batch = config.section_for("train", kind).batch_size
+    return train_config(config, kind, steps_per_epoch=max(30, n_trials // batch))
 
 
 def fraction_label(fraction: float) -> str:

@@ -145,7 +145,8 @@ def _new_subject(ctx: RunContext, kind: str) -> tuple[dict[str, Any], list[str]]
             # closed form: all of the share; gradient phases: early stopping on a split of it
             fit_set, val_set = (part, None) if closed_form else (part_fit, part_val)
         return adapt_subject(pretrained, fit_set, targets, subject=new, valset=val_set,
-                             config=small_data_config(ctx.config, fit_set.n_trials), init=init,
+                             config=small_data_config(ctx.config, fit_set.n_trials, kind),
+                             init=init,
                              finetune_epochs=ns.finetune_epochs)
 
     out: dict[str, Any] = {}
@@ -160,8 +161,8 @@ def _new_subject(ctx: RunContext, kind: str) -> tuple[dict[str, Any], list[str]]
         dec_sgd = adapted(ns.fraction, init="random")
         preds[f"adapted_sgd_{suffix}"] = dec_sgd.predict(Xt, subject=new)
     scratch = BrainDecoder(decoder_config(ctx.config, {new: part}, Yt.shape[1]), seed=ctx.seed)
-    res = fit(scratch, [part_fit], targets, small_data_config(ctx.config, part_fit.n_trials),
-              valsets=[part_val])
+    res = fit(scratch, [part_fit], targets,
+              small_data_config(ctx.config, part_fit.n_trials, kind), valsets=[part_val])
     preds[f"scratch_{suffix}"] = res.decoder.predict(Xt, subject=new)
     ridge = RidgeDecoder().fit(np.asarray(part.data, dtype=np.float32),
                                targets.loc(part.stimulus_ids).image, groups=part.stimulus_ids)
@@ -184,7 +185,7 @@ def _new_subject(ctx: RunContext, kind: str) -> tuple[dict[str, Any], list[str]]
              {"fraction": 1.0, "n_trials": full_train.n_trials, **out["adapted_full"]}]
     if extra:
         frame = learning_curve(pretrained, full_train, targets, fractions=extra, testset=test,
-                               config=small_data_config(ctx.config, full_train.n_trials),
+                               config=small_data_config(ctx.config, full_train.n_trials, kind),
                                finetune_epochs=ns.finetune_epochs, subject=new,
                                n_candidates=min(ec.n_candidates, len(Yt)),
                                n_draws=ec.n_draws, seed=ctx.seed)

@@ -81,7 +81,7 @@ def _write_shard(ctx: RunContext, kind: str, result: Any, n_trials: int) -> None
        priority=40, distributed=True, report_order=20, report=report_train)
 def stage_train(ctx: RunContext) -> dict[str, Any]:
     """Train the multi-subject contrastive decoder (adapters + shared encoder)."""
-    from ...models import BrainDecoder
+    from ...models import ENCODERS, BrainDecoder
     from ...splits import split_train_val
     from ...train import fit, fit_stimulus_map
 
@@ -96,10 +96,12 @@ def stage_train(ctx: RunContext) -> dict[str, Any]:
             trains[s], vals[s] = split_train_val(trialsets[s], seed=ctx.seed)
         decoder = BrainDecoder(decoder_config(ctx.config, trains, targets.image.shape[1]),
                                seed=ctx.seed)
-        result = fit(decoder, list(trains.values()), targets, train_config(ctx.config),
+        result = fit(decoder, list(trains.values()), targets, train_config(ctx.config, kind),
                      valsets=list(vals.values()), out_dir=ctx.run_dir / kind_path(kind, "train"))
         # the map image -> shared space that gives a new subject's adapter its targets
-        smap = fit_stimulus_map(result.decoder, list(trains.values()), targets)
+        # (a vector shared space only: sensor adapters are adapted by gradient descent)
+        smap = (fit_stimulus_map(result.decoder, list(trains.values()), targets)
+                if ENCODERS[decoder.config.encoder].consumes == "vector" else None)
         if ctx.is_main_process:
             result.decoder.save_pretrained(ctx.run_dir / kind_path(kind, "model"))
             write_json_atomic(ctx.path(kind_path(kind, "train", "history.json")),
