@@ -70,6 +70,7 @@ import pandas as pd
 from .._checks import check_float, check_int
 from .._docs import fill_doc
 from .._logging import logger, progress, verbose
+from .._readers import file_fingerprint
 from .._utils import atomic_dir, hash_jsonable, json_default
 from . import encoding as enc
 from .noise import (
@@ -654,18 +655,25 @@ def simulate_fmri(
     if out_dir.exists() and any(out_dir.iterdir()):
         manifest = out_dir / "derivatives" / "simulation" / "simulation.json"
         if not overwrite:
+            old: dict[str, Any] = {}
             if manifest.is_file():
                 try:
                     old = json.loads(manifest.read_text(encoding="utf-8"))
                 except ValueError:
                     old = {}
-                if old.get("config_hash") == config_hash:
+                old = old if isinstance(old, dict) else {}
+                changed = _changed_files(out_dir, old.get("files"))
+                if old.get("config_hash") == config_hash and changed is None:
                     logger.info("Reusing the simulated dataset at %s (same arguments).", out_dir)
                     return SimulatedFMRI(out_dir, old)
-            raise FileExistsError(
-                f"'out_dir' {out_dir} exists and is not a dataset simulated with these "
-                f"arguments; pass overwrite=True to replace it."
-            )
+                if old.get("config_hash") == config_hash:
+                    logger.warning("The simulated dataset at %s was changed since it was "
+                                   "written (%s): simulating it again.", out_dir, changed)
+            if old.get("config_hash") != config_hash:
+                raise FileExistsError(
+                    f"'out_dir' {out_dir} exists and is not a dataset simulated with these "
+                    f"arguments; pass overwrite=True to replace it."
+                )
     logger.info("Simulating %d fMRI subjects into %s", n_subjects, out_dir)
 
     # ------------------------------------------------------------ features (shared)
@@ -728,6 +736,8 @@ def simulate_fmri(
             "voxel_order": "np.argwhere(mask) (C order); saved as 'ijk'",
             "seconds": None,
             "subject_info": subject_info,
+            # sizes and hashes of every file: a dataset changed since is not reused
+            "files": file_fingerprint(tmp)["files"],
         }
         # keep the bytes seed-deterministic: the timing goes to the log, not the files
         _json(tmp / "derivatives" / "simulation" / "simulation.json", info)
@@ -736,6 +746,16 @@ def simulate_fmri(
     sim = SimulatedFMRI(out_dir, info)
     sim.info["seconds"] = round(elapsed, 2)
     return sim
+
+
+def _changed_files(root: Path, recorded: dict[str, Any] | None) -> str | None:
+    """How the dataset at ``root`` differs from the files ``recorded`` at writing (None:
+    it does not, or nothing was recorded)."""
+    if not recorded:
+        return None
+    from .._readers import fingerprint_mismatch
+
+    return fingerprint_mismatch(root, {"kind": "folder", "files": recorded})
 
 
 def _simulate_subject(root: Path, label: str, s: int, seed: int, snr: float, tr: float,
