@@ -129,7 +129,7 @@ class Captioner:
         backend: str = "builtin",
         model: str | None = None,
         device: str = "cpu",
-        batch_size: int = 64,
+        batch_size: int = 256,
         max_length: int = 24,
         num_beams: int = 3,
         seed: int = 0,

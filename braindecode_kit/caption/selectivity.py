@@ -203,7 +203,8 @@ def true_preferences(responses: np.ndarray, values: Sequence[str]
 def simulated_selectivity(sim, subject: str, trialset, image_embeddings, captioner, *,
                           stimuli, attribute: str = "shape", bank_ids: Sequence[str] | None = None,
                           top_fraction: float = 0.25, temperature: float = DEFAULT_TEMPERATURE,
-                          min_r2: float = 0.05, seed: int = 0) -> dict[str, Any]:
+                          min_r2: float = 0.05, max_voxels: int | None = 500,
+                          seed: int = 0) -> dict[str, Any]:
     """How often the caption of a simulated voxel group names its true preferred attribute.
 
     An encoding model (ridge from CLIP image embeddings to betas averaged over
@@ -240,6 +241,8 @@ def simulated_selectivity(sim, subject: str, trialset, image_embeddings, caption
         trialset).
     top_fraction, temperature, min_r2 : float
         As described above.
+    max_voxels : int | None
+        At most this many voxels captioned one by one (None: all with R^2 >= ``min_r2``).
     seed : int
         Seed of the encoding model's held-out split.
 
@@ -299,10 +302,12 @@ def simulated_selectivity(sim, subject: str, trialset, image_embeddings, caption
     table["n_voxels"] = [len(g) for g in groups.values()]
     # every scored voxel alone
     vox = np.flatnonzero(ok)
+    if max_voxels is not None and vox.size > max_voxels:
+        vox = np.sort(vox[np.argsort(-enc["r2"][vox], kind="stable")[:max_voxels]])
     voxel_score = np.full(len(ts_ijk), np.nan, np.float32)
     if vox.size:
         E = preference_embeddings(enc["weights"][vox], bank, temperature=temperature)
-        caps = captioner.generate(E)
+        caps = captioner.generate(E, num_beams=1)
         said = [caption_attributes(c)[attribute] for c in caps]
         voxel_score[vox] = [float(s == levels[pref[v]]) for s, v in zip(said, vox)]
     nifti = info.to_nifti(np.nan_to_num(voxel_score, nan=-1.0)) if hasattr(info, "to_nifti") \

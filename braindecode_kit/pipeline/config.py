@@ -508,6 +508,8 @@ class CaptionConfig(_CaptionSettings):  # type: ignore[valid-type,misc]
     n_boot: int = Field(1000, ge=100, description="bootstrap resamples of the test images")
     selectivity: bool = Field(True, description="on simulated data, caption what voxel "
                               "groups prefer and score it against the simulator's truth")
+    max_voxels: int | None = Field(500, ge=1, description="voxels captioned one by one for "
+                                   "the selectivity map (the best predicted; null: all)")
 
     @field_validator("metrics")
     @classmethod

@@ -62,12 +62,29 @@ def _captioner(ctx: RunContext, train_ids: list[str]):
     return cap
 
 
+class _TextCache:
+    """An embedder's text tower with a cache: the references and prompts are embedded
+    once for all caption sets."""
+
+    def __init__(self, embedder) -> None:
+        self.embedder, self.cache = embedder, {}
+
+    def __getattr__(self, name: str):
+        return getattr(self.embedder, name)
+
+    def encode_texts(self, texts):
+        new = [t for t in dict.fromkeys(texts) if t not in self.cache]
+        if new:
+            self.cache.update(zip(new, self.embedder.encode_texts(new)))
+        return np.stack([self.cache[t] for t in texts])
+
+
 def _embedder(ctx: RunContext):
     from ...embed import Embedder
 
     ec = ctx.config.embed
-    return ctx.cached("caption/embedder", lambda: Embedder(
-        ec.model, pretrained=ec.pretrained, device=ec.device))
+    return ctx.cached("caption/embedder", lambda: _TextCache(Embedder(
+        ec.model, pretrained=ec.pretrained, device=ec.device)))
 
 
 def _named(captions: list[str], truth) -> dict[str, np.ndarray]:
@@ -205,7 +222,8 @@ def _selectivity(ctx: RunContext, kind: str, sim, subject: str, captioner
 
     res = simulated_selectivity(sim, subject, get_trialsets(ctx, kind)[subject],
                                 get_targets(ctx), captioner, stimuli=get_stimuli(ctx),
-                                attribute="shape", seed=ctx.seed)
+                                attribute="shape", seed=ctx.seed,
+                                max_voxels=ctx.config.caption.max_voxels)
     table = kind_path(kind, "captions", f"selectivity_sub-{subject}.csv")
     res["groups"].to_csv(ctx.path(table), index=False)
     files = [table]
@@ -215,7 +233,9 @@ def _selectivity(ctx: RunContext, kind: str, sim, subject: str, captioner
         files.append(img)
     keep = ("attribute", "accuracy", "chance", "voxel_accuracy", "voxel_chance",
             "n_voxels_scored", "alpha", "median_r2")
-    out = {k: res[k] for k in keep}
+    # NaN (nothing scored) as None: JSON-safe, and equal to itself in a resumed run
+    out = {k: None if isinstance(res[k], float) and np.isnan(res[k]) else res[k]
+           for k in keep}
     out["subject"] = subject
     out["groups"] = res["groups"].to_dict(orient="records")
     return out, files
@@ -293,7 +313,7 @@ def _report_kind(ctx: RunContext, report, kind: str, cm: dict[str, Any]) -> None
     report.add_heading(f"Example captions (sub-{s0})", level=3)
     report.add_html(f"<table class='metrics'><tr>{head}</tr>{''.join(body)}</table>")
     sel = cm.get("selectivity")
-    if sel and sel["groups"]:
+    if sel and sel["groups"] and sel["accuracy"] is not None:
         report.add_heading(f"What voxel groups prefer, in words (sub-{sel['subject']})", level=3)
         report.add_text(
             "BrainSCUBA-style: a ridge encoding model from CLIP image embeddings to each "
@@ -301,8 +321,9 @@ def _report_kind(ctx: RunContext, report, kind: str, cm: dict[str, Any]) -> None
             "training images' embeddings (softmax, T = 1/150) and captioned. Groups: the "
             "voxels most selective for each shape in the simulator's noise-free responses. "
             f"The caption names the group's true preferred shape for {sel['accuracy']:.2f} "
-            f"of groups (chance {sel['chance']:.2f}); voxel by voxel {sel['voxel_accuracy']:.2f} "
-            f"of {sel['n_voxels_scored']} voxels (chance {sel['voxel_chance']:.2f}).")
+            f"of groups (chance {sel['chance']:.2f}); voxel by voxel (greedy captions of the "
+            f"{sel['n_voxels_scored']} best-predicted voxels) {sel['voxel_accuracy']:.2f} "
+            f"(chance {sel['voxel_chance']:.2f}).")
         report.add_table([{"group": g["unit"], "voxels": g["n_voxels"], "caption": g["caption"],
                            "names it": "yes" if g["score"] else "no"} for g in sel["groups"]])
 
