@@ -70,7 +70,7 @@ def test_manifest_and_a_rerun_redoes_nothing(run):
     out, metrics = run
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["plan"] == ["stimuli", "embed", "simulate_fmri", "load_fmri", "train",
-                                "ridge", "new_subject", "evaluate", "report"]
+                                "ridge", "new_subject", "evaluate", "caption", "report"]
     assert all(s["status"] == "done" for s in manifest["stages"].values())
     on_disk = json.loads((out / "metrics.json").read_text())
     again = run_pipeline(load_config(SMALL), out)
@@ -100,7 +100,30 @@ def test_report_shows_tables_and_images(run):
     assert "100-way retrieval" in html
     assert html.count("data:image/png;base64,") > 20
     # each stage's section, by report_order: results (evaluate) first, the embedder last
-    heads = ["Decoding the seen image from fMRI", "<h2>Training</h2>", "A new subject",
-             "The CLIP embedder on this world"]
+    heads = ["Decoding the seen image from fMRI", "Captions from decoded fMRI embeddings",
+             "<h2>Training</h2>", "A new subject", "The CLIP embedder on this world"]
     where = [html.index(h) for h in heads]
     assert where == sorted(where)
+
+
+def test_captions_of_the_test_images(run):
+    import pandas as pd
+
+    out, metrics = run
+    cm = metrics["fmri"]["caption"]
+    for route in ("decoder", "ridge", "ceiling", "chance"):
+        assert 0 <= cm[route]["shape_named"] <= 1
+        lo, hi = cm[route]["clip_s_ci"]
+        assert lo <= cm[route]["clip_s"] <= hi
+    # the ceiling (true embeddings) names the shape; decoded ones beat another image's caption
+    assert cm["ceiling"]["shape_named"] >= 0.9
+    assert cm["decoder"]["shape_named"] > cm["chance"]["shape_named"]
+    assert cm["ceiling"]["cider_d"] > cm["decoder"]["cider_d"] > cm["chance"]["cider_d"]
+    assert set(cm["decoder_minus_ridge"]) >= {"clip_s", "cider_d", "shape_named"}
+    table = pd.read_csv(out / "captions" / "test_captions.csv")
+    assert len(table) == 2 * 100  # two pretraining subjects x the shared test images
+    assert {"reference", "decoder", "ridge", "ceiling"} <= set(table.columns)
+    sel = cm["selectivity"]
+    assert sel["n_voxels_scored"] >= 0 and (out / "captions" / "selectivity_sub-01.csv").exists()
+    html = (out / "report.html").read_text()
+    assert "true embedding (ceiling)" in html and "ridge-decoded" in html
