@@ -120,3 +120,15 @@ def test_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="Nyquist"):
         simulate_meg(world(), tmp_path / "x", sfreq=90.0, line_freq=50.0)
     assert not (tmp_path / "x").exists()
+
+
+def test_same_seed_same_numbers(tmp_path):
+    kw = dict(n_subjects=1, n_train=4, n_test=2, n_test_reps=2, n_runs=1, sfreq=150.0)
+    a = simulate_meg(world(), tmp_path / "a", seed=3, **kw)
+    b = simulate_meg(world(), tmp_path / "b", seed=3, **kw)
+    c = simulate_meg(world(), tmp_path / "c", seed=4, **kw)
+    ra, rb, rc = (mne.io.read_raw_fif(s.paths("01")["raw"][0], verbose=False).get_data()
+                  for s in (a, b, c))
+    np.testing.assert_array_equal(ra, rb)
+    assert ra.shape != rc.shape or not np.array_equal(ra, rc)
+    pd.testing.assert_frame_equal(a.events("01")[0], b.events("01")[0])
