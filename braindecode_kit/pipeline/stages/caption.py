@@ -37,8 +37,10 @@ from ._common import (
 #: the routes of the caption table, in order: name -> label
 ROUTES = {"decoder": "contrastive decoder (ours)", "ridge": "ridge (baseline)",
           "ceiling": "true embedding (ceiling)", "chance": "chance (another image's caption)"}
-#: the metrics with bootstrap CIs in metrics.json (the acceptance criteria's)
-CI_METRICS = ("shape_named", "colour_named", "clip_s", "cider_d", "bleu4")
+#: the metrics with bootstrap CIs in metrics.json: those whose corpus score is the mean of
+#: per-image scores (corpus BLEU is not, so it has none)
+CI_METRICS = ("shape_named", "colour_named", "clip_s", "refclip_s", "cider_d", "rouge_l",
+              "text_sim")
 #: every caption metric (what ``caption.metrics: null`` means)
 ALL = ALL_METRICS
 
