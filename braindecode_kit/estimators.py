@@ -20,7 +20,37 @@ from sklearn.utils.validation import check_array, check_is_fitted
 from ._checks import check_option
 from ._docs import fill_doc
 
-__all__ = ["ContrastiveDecoder"]
+__all__ = ["ANCHOR_WEIGHTS", "ContrastiveDecoder"]
+
+#: weights of the network against the ridge tried by ``ridge_anchor`` (0: the ridge alone,
+#: inf: the network alone)
+ANCHOR_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, float("inf"))
+#: the fewest validation (and training) stimuli the anchor's choice is made on
+MIN_ANCHOR_STIMULI = 10
+
+
+def _unit(a: np.ndarray) -> np.ndarray:
+    a = np.asarray(a, np.float64)
+    return a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+
+
+def _blend(ridge_pred: np.ndarray, net_pred: np.ndarray, weight: float) -> np.ndarray:
+    """``unit(ridge) + weight * unit(network)`` (``inf``: the network alone)."""
+    if np.isinf(weight):
+        return _unit(net_pred)
+    return _unit(ridge_pred) + weight * _unit(net_pred)
+
+
+def _percentile_rank(pred: np.ndarray, truth: np.ndarray) -> float:
+    """Mean share of the other candidates the true one is ranked above (cosine; 1 is best).
+
+    Smoother than top-1 on a small validation set, so the anchor's choice is less noisy.
+    """
+    sims = _unit(pred) @ _unit(truth).T
+    own = np.diag(sims)
+    n = len(own)
+    above = (sims < own[:, None]).sum(1)
+    return float(np.mean(above / max(n - 1, 1)))
 
 
 @fill_doc
@@ -62,7 +92,8 @@ class ContrastiveDecoder(BaseEstimator):
     mse_weight : float
         Weight of an added MSE term (0: contrastive only).
     val_fraction : float
-        Share of each subject's stimuli (distinct rows of Y) held out for early stopping;
+        Share of each subject's stimuli (distinct rows of Y) held out of training: for
+        early stopping and (``ridge_anchor``, half of them) for the anchor's choice;
         0 trains on everything for ``epochs`` epochs.
     patience : int or None
         Early-stopping patience in epochs.
@@ -78,6 +109,15 @@ class ContrastiveDecoder(BaseEstimator):
     modality : {"fmri", "meg", "seeg"} or None
         The subjects' recording kind, kept in their specs; None: ``"fmri"`` for 2-D
         ``X`` and ``"meg"`` for 3-D ``X`` (MEG and sEEG arrays train the same network).
+    ridge_anchor : bool
+        Start from what a linear decoder already knows and keep what validation supports:
+        a :class:`~braindecode_kit.RidgeDecoder` is fitted on the same training stimuli,
+        and each subject's prediction is ``unit(ridge) + w * unit(network)`` with the
+        weight ``w`` in :data:`ANCHOR_WEIGHTS` (``0``: ridge alone, ``inf``: the network
+        alone) chosen on the held-out validation stimuli (never on test data) by the
+        mean percentile rank of the true stimulus. The ridge is then refitted on all
+        training trials. Needs ``val_fraction > 0``; without enough validation stimuli
+        the network is used alone (logged).
     %(verbose)s
 
     Attributes
@@ -96,6 +136,11 @@ class ContrastiveDecoder(BaseEstimator):
         Target dimension.
     history_ : list of dict
         Per-epoch training history.
+    anchor_ : dict of str to dict
+        Per subject (``ridge_anchor=True``): the chosen weight ``w``, the validation
+        score of every weight tried and the number of validation stimuli.
+    ridges_ : dict of str to RidgeDecoder
+        Per subject, the ridge the prediction is anchored to (empty without the anchor).
 
     Examples
     --------
@@ -120,13 +165,14 @@ class ContrastiveDecoder(BaseEstimator):
         schedule: str = "infonce",
         temperature: float = 0.05,
         mse_weight: float = 0.0,
-        val_fraction: float = 0.1,
+        val_fraction: float = 0.2,
         patience: int | None = 8,
         mixed_precision: str = "no",
         seed: int = 0,
         train_kwargs: dict | None = None,
         decoder_kwargs: dict | None = None,
         modality: str | None = None,
+        ridge_anchor: bool = True,
         verbose: bool | str | int | None = None,
     ) -> None:
         self.d_shared = d_shared
@@ -150,6 +196,7 @@ class ContrastiveDecoder(BaseEstimator):
         self.train_kwargs = train_kwargs
         self.decoder_kwargs = decoder_kwargs
         self.modality = modality
+        self.ridge_anchor = ridge_anchor
         self.verbose = verbose
 
     # ------------------------------------------------------------------ input
@@ -277,6 +324,7 @@ class ContrastiveDecoder(BaseEstimator):
         )
         rng = np.random.default_rng(self.seed)
         trainsets, valsets = [], []
+        split_of: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # subject -> (held out, selection)
         for (s, x, _), y in zip(parts, Ys):
             _, groups = np.unique(y, axis=0, return_inverse=True)
             groups = groups.reshape(-1)
@@ -285,8 +333,15 @@ class ContrastiveDecoder(BaseEstimator):
             if self.val_fraction > 0 and n_val >= 2 and n_groups - n_val >= 2:
                 val_groups = rng.choice(n_groups, n_val, replace=False)
                 is_val = np.isin(groups, val_groups)
+                stop = is_val
+                if self.ridge_anchor and n_val >= 2 * MIN_ANCHOR_STIMULI:
+                    # two disjoint halves of the validation stimuli: one stops training,
+                    # the other chooses the anchor's weight (a set the network was not
+                    # selected on, so the choice is not biased towards it)
+                    stop = np.isin(groups, val_groups[: n_val // 2])
+                    split_of[s] = (is_val, is_val & ~stop)
                 trainsets.append((s, x[~is_val], y[~is_val]))
-                valsets.append((s, x[is_val], y[is_val]))
+                valsets.append((s, x[stop], y[stop]))
             else:
                 trainsets.append((s, x, y))
         decoder = BrainDecoder(dcfg, seed=self.seed)
@@ -294,6 +349,10 @@ class ContrastiveDecoder(BaseEstimator):
                      verbose=self.verbose)
         self.decoder_ = result.decoder
         self.history_ = result.history
+        self.anchor_, self.ridges_ = {}, {}
+        if self.ridge_anchor:
+            for (s, x, _), y in zip(parts, Ys):
+                self._fit_anchor(s, x, y, *split_of.get(s, (None, None)))
         self.subjects_ = [s for s, _, _ in parts]
         self.embed_dim_ = int(embed_dim)
         self.feature_shapes_ = {s: tuple(x.shape[1:]) for s, x, _ in parts}
@@ -301,6 +360,49 @@ class ContrastiveDecoder(BaseEstimator):
         if len(shapes) == 1:
             self.n_features_in_ = int(np.prod(shapes.pop()))
         return self
+
+    # ------------------------------------------------------------------ ridge anchor
+    def _fit_anchor(self, subject: str, x: np.ndarray, y: np.ndarray,
+                    held: np.ndarray | None, sel: np.ndarray | None) -> None:
+        """Choose the weight of the network against a ridge on the selection stimuli.
+
+        ``held``: the rows the network did not train on; ``sel``: those of them it was
+        not early-stopped on either (the anchor's choice is made there).
+        """
+        from ._logging import logger
+        from .baselines import RidgeDecoder
+        from .splits import average_by_stimulus
+
+        _, groups = np.unique(y, axis=0, return_inverse=True)
+        groups = groups.reshape(-1)
+        n_val = 0 if sel is None else len(np.unique(groups[sel]))
+        n_fit = 0 if held is None else len(np.unique(groups[~held]))
+        if n_val < MIN_ANCHOR_STIMULI or n_fit < MIN_ANCHOR_STIMULI:
+            logger.info("ridge anchor of %s skipped: %d validation and %d training stimuli "
+                        "(at least %d each needed); the network is used alone.",
+                        subject, n_val, n_fit, MIN_ANCHOR_STIMULI)
+            self.anchor_[subject] = {"weight": float("inf"), "scores": {},
+                                     "n_val_stimuli": n_val, "skipped": True}
+            return
+        flat = x.reshape(len(x), -1)
+        # the same training stimuli as the network's
+        ridge = RidgeDecoder().fit(flat[~held], y[~held], groups=groups[~held])
+        vals = np.flatnonzero(sel)
+        r_val, uniq = average_by_stimulus(ridge.predict(flat[vals]), groups[vals])
+        d_val, _ = average_by_stimulus(self.decoder_.predict(x[vals], subject=subject),
+                                       groups[vals])
+        truth, _ = average_by_stimulus(y[vals], groups[vals])
+        scores = {w: _percentile_rank(_blend(r_val, d_val, w), truth) for w in ANCHOR_WEIGHTS}
+        best = max(scores.values())
+        # ties go to the network (the later weights): the anchor only keeps what helps
+        weight = [w for w in ANCHOR_WEIGHTS if scores[w] == best][-1]
+        self.ridges_[subject] = RidgeDecoder().fit(flat, y, groups=groups)
+        self.anchor_[subject] = {"weight": float(weight),
+                                 "scores": {str(w): float(v) for w, v in scores.items()},
+                                 "n_val_stimuli": int(len(uniq)), "skipped": False}
+        logger.info("ridge anchor of %s: weight %s (validation percentile rank %.4f; ridge "
+                    "alone %.4f, network alone %.4f, %d stimuli)", subject, weight, best,
+                    scores[0.0], scores[float("inf")], len(uniq))
 
     # ------------------------------------------------------------------ predict
     def predict(self, X: Any, subjects: Any = None) -> np.ndarray:
@@ -326,13 +428,21 @@ class ContrastiveDecoder(BaseEstimator):
                 raise ValueError(
                     f"Unknown subject {s!r}: this decoder was fitted on {self.subjects_}."
                 )
-        preds = [self.decoder_.predict(x, subject=s) for s, x, _ in parts]
+        preds = [self._predict_one(s, x) for s, x, _ in parts]
         if parts[0][2] is None:
             return np.concatenate(preds)
         out = np.empty((sum(len(p) for p in preds), self.embed_dim_), np.float32)
         for (_, _, rows), p in zip(parts, preds):
             out[rows] = p
         return out
+
+    def _predict_one(self, subject: str, x: np.ndarray) -> np.ndarray:
+        pred = self.decoder_.predict(x, subject=subject)
+        ridge = getattr(self, "ridges_", {}).get(subject)
+        weight = getattr(self, "anchor_", {}).get(subject, {}).get("weight", float("inf"))
+        if ridge is None or np.isinf(weight):
+            return pred
+        return _blend(ridge.predict(x.reshape(len(x), -1)), pred, weight).astype(np.float32)
 
     def score(self, X: Any, Y: Any, subjects: Any = None) -> float:
         """Top-1 retrieval (brain->image) among ``min(300, n_stimuli)`` candidates.
