@@ -339,6 +339,28 @@ DecoderSection = _dataclass_section(
         "(subjects, embedding and text dimensions, token shape, stimulus map).")
 
 
+class NewSubjectConfig(_Section):
+    """New-subject adaptation: one subject held out of pretraining."""
+
+    enabled: bool = Field(True, description="hold one subject out and adapt to it")
+    subject: str | None = Field(
+        None, description="the held-out subject's label (None: the last in sorted order)")
+    fraction: float = Field(0.1, gt=0, le=1,
+                            description="share of its training images it is adapted from")
+    curve: list[float] = Field(default_factory=lambda: [0.025, 0.05, 0.1, 0.25, 0.5, 1.0],
+                               description="shares of the learning curve")
+    finetune_epochs: int = Field(0, ge=0, description="epochs of full fine-tuning after "
+                                 "the adapter (adapt_subject's finetune_epochs)")
+
+    @field_validator("curve")
+    @classmethod
+    def _curve_in_range(cls, value: list[float]) -> list[float]:
+        bad = [f for f in value if not 0 < f <= 1]
+        if bad:
+            raise ValueError(f"every share must be in (0, 1], but got {bad}")
+        return value
+
+
 class _OverrideSection(_Section):
     """Overrides of a section's keys for one recording kind (same keys, same checks)."""
 
@@ -352,7 +374,8 @@ class _OverrideSection(_Section):
 
     def apply(self, base: Any) -> Any:
         """``base`` (a section of :attr:`_base`) with these overrides."""
-        return self._base(**{**base.kwargs(), **self.overrides()})
+        values = {k: getattr(base, k) for k in type(base).model_fields}
+        return self._base(**{**values, **self.overrides()})
 
 
 def _override_section(name: str, base: type, defaults: dict[str, Any], doc: str) -> type:
@@ -390,6 +413,9 @@ def _sensor_kind_config(name: str, kind: str, simulate: type, load: type,
             f"{decoder_defaults}).")
     train = _override_section(f"{name}Train", TrainSection, {},
                               doc=f"Overrides of ``train:`` for the {label} decoder.")
+    new_subject = _override_section(
+        f"{name}NewSubject", NewSubjectConfig, {},
+        doc=f"Overrides of ``new_subject:`` for the {label} subjects (e.g. which is held out).")
 
     def _root_given(self):
         if self.source == "bids" and not self.bids_root:
@@ -407,6 +433,7 @@ def _sensor_kind_config(name: str, kind: str, simulate: type, load: type,
         "load": (load, Field(default_factory=load)),
         "decoder": (decoder, Field(default_factory=decoder)),
         "train": (train, Field(default_factory=train)),
+        "new_subject": (new_subject, Field(default_factory=new_subject)),
     }
     return create_model(name, __base__=_Section, __doc__=doc, __module__=__name__,
                         __validators__={"_root_given": model_validator(mode="after")(_root_given)},
@@ -444,28 +471,6 @@ RECORDING_KINDS: dict[str, type[_Section]] = {"fmri": FMRIConfig, "meg": MEGConf
                                               "seeg": SEEGConfig}
 #: kinds the data model knows but the pipeline does not load yet
 PLANNED_KINDS: tuple[str, ...] = ()
-
-
-class NewSubjectConfig(_Section):
-    """New-subject adaptation: one subject held out of pretraining."""
-
-    enabled: bool = Field(True, description="hold one subject out and adapt to it")
-    subject: str | None = Field(
-        None, description="the held-out subject's label (None: the last in sorted order)")
-    fraction: float = Field(0.1, gt=0, le=1,
-                            description="share of its training images it is adapted from")
-    curve: list[float] = Field(default_factory=lambda: [0.025, 0.05, 0.1, 0.25, 0.5, 1.0],
-                               description="shares of the learning curve")
-    finetune_epochs: int = Field(0, ge=0, description="epochs of full fine-tuning after "
-                                 "the adapter (adapt_subject's finetune_epochs)")
-
-    @field_validator("curve")
-    @classmethod
-    def _curve_in_range(cls, value: list[float]) -> list[float]:
-        bad = [f for f in value if not 0 < f <= 1]
-        if bad:
-            raise ValueError(f"every share must be in (0, 1], but got {bad}")
-        return value
 
 
 class EvaluateConfig(_Section):
@@ -546,7 +551,7 @@ class PipelineConfig(_Section):
     @model_validator(mode="after")
     def _check_kind_overrides(self):
         for kind in self.kinds:
-            for what in ("decoder", "train"):
+            for what in ("decoder", "train", "new_subject"):
                 try:
                     self.section_for(what, kind)
                 except ValidationError as err:
@@ -562,8 +567,8 @@ class PipelineConfig(_Section):
         return [k for k in RECORDING_KINDS if getattr(self, k) is not None]
 
     def section_for(self, what: str, kind: str) -> Any:
-        """The ``decoder:`` or ``train:`` section of ``kind``'s decoder (its overrides
-        applied; fMRI has none).
+        """The ``decoder:``, ``train:`` or ``new_subject:`` section of ``kind`` (its
+        overrides applied; fMRI has none).
 
         Examples
         --------

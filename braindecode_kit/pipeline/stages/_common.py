@@ -106,11 +106,13 @@ def get_trialsets(ctx: RunContext, kind: str) -> dict[str, Any]:
     return ctx.cached(f"trialsets/{kind}", load)
 
 
-def split_subjects(subjects: Sequence[str], config) -> tuple[list[str], str | None]:
+def split_subjects(subjects: Sequence[str], config,
+                   kind: str = "fmri") -> tuple[list[str], str | None]:
     """(pretraining subjects, held-out new subject or None) of a pipeline config.
 
     The held-out subject is ``new_subject.subject`` (default: the last in sorted order)
-    when ``new_subject.enabled`` and there are at least two subjects.
+    when ``new_subject.enabled`` and there are at least two subjects; a sensor kind's
+    ``<kind>.new_subject`` overrides apply.
 
     Raises
     ------
@@ -118,9 +120,10 @@ def split_subjects(subjects: Sequence[str], config) -> tuple[list[str], str | No
         If ``new_subject.subject`` names none of ``subjects``.
     """
     ordered = sorted(subjects)
-    ns = config.new_subject
+    ns = config.section_for("new_subject", kind)
     if ns.subject is not None:
-        check_option("new_subject.subject", ns.subject, ordered)
+        check_option("new_subject.subject" if kind == "fmri" else
+                     f"{kind}.new_subject.subject", ns.subject, ordered)
     if not ns.enabled or len(ordered) < 2:
         return ordered, None
     new = ns.subject if ns.subject is not None else ordered[-1]
@@ -129,7 +132,7 @@ def split_subjects(subjects: Sequence[str], config) -> tuple[list[str], str | No
 
 def subjects_of(ctx: RunContext, kind: str) -> tuple[list[str], str | None]:
     """:func:`split_subjects` of the run's subjects of one kind."""
-    return split_subjects(list(get_trialsets(ctx, kind)), ctx.config)
+    return split_subjects(list(get_trialsets(ctx, kind)), ctx.config, kind)
 
 
 def test_set(ts):

@@ -17,6 +17,7 @@ from ..._utils import save_npy_atomic
 from .._base import RunContext, stage
 from ._common import (
     KIND_LABELS,
+    fraction_label,
     get_oracle,
     get_stimuli,
     get_targets,
@@ -92,11 +93,48 @@ def _evaluate(ctx: RunContext, kind: str) -> tuple[dict[str, Any], list[str]]:
 
 # --------------------------------------------------------------------------- report
 def report_evaluate(ctx: RunContext, report) -> None:
-    """The retrieval results of each kind, with example retrievals."""
+    """The retrieval results of each kind, with example retrievals (several kinds: a
+    summary table kind x model first)."""
+    done = [k for k in ctx.kinds if "decoder" in (ctx.metrics.get(k) or {})]
+    if len(done) > 1:
+        _summary_table(ctx, report, done)
     for kind in ctx.kinds:
         fm = ctx.metrics.get(kind) or {}
         if "decoder" in fm:
             _report_kind(ctx, report, kind, fm)
+
+
+def _summary_table(ctx: RunContext, report, kinds: list[str]) -> None:
+    """One row per recording kind and model: top-1 and top-k on held-out test images."""
+    k = ctx.config.evaluate.topk
+    report.add_heading("Summary: the recording kinds side by side")
+    rows = []
+    for kind in kinds:
+        fm = ctx.metrics[kind]
+        ns = fm.get("new_subject") or {}
+        suffix = f"_{fraction_label(ns['fraction'])}" if ns else ""
+        for name, label in [("decoder", "decoder (ours)"), ("ridge", "ridge"),
+                            ("oracle", "oracle"), ("chance", "chance")]:
+            if name == "chance":
+                r = {"top1": fm["chance"], f"top{k}": fm.get(f"chance_top{k}", "—")}
+            elif name in fm:
+                r = fm[name]
+            else:
+                continue
+            rows.append({"kind": KIND_LABELS[kind], "model": label, "N-way": fm["n_candidates"],
+                         "top-1": r["top1"], f"top-{k}": r.get(f"top{k}", "—")})
+        for name, label in [(f"adapted{suffix}", "new subject, adapted"),
+                            (f"scratch{suffix}", "new subject, scratch"),
+                            (f"ridge{suffix}", "new subject, ridge")]:
+            if name in ns:
+                pct = f" ({ns['fraction']:.0%} of its trials)"
+                rows.append({"kind": KIND_LABELS[kind], "model": label + pct,
+                             "N-way": fm["n_candidates"], "top-1": ns[name]["top1"],
+                             f"top-{k}": "—"})
+    report.add_text("Brain→image retrieval of held-out test images (repetitions averaged), "
+                    "pooled over each kind's pretraining subjects; the new subject's rows "
+                    "are its own test images.")
+    report.add_table(rows)
 
 
 def _report_kind(ctx: RunContext, report, kind: str, fm: dict[str, Any]) -> None:

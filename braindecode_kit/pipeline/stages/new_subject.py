@@ -102,6 +102,8 @@ def stage_new_subject(ctx: RunContext) -> dict[str, Any]:
     metrics: dict[str, Any] = {}
     outputs: list[str] = []
     for kind in ctx.kinds:
+        if not ctx.config.section_for("new_subject", kind).enabled:
+            continue
         out, written = _new_subject(ctx, kind)
         metrics[kind] = {"new_subject": out}
         outputs += written
@@ -114,7 +116,7 @@ def _new_subject(ctx: RunContext, kind: str) -> tuple[dict[str, Any], list[str]]
     from ...splits import split_train_val, subsample_stimuli
     from ...train import adapt_subject, can_solve_adapter, fit, learning_curve
 
-    ns = ctx.config.new_subject
+    ns = ctx.config.section_for("new_subject", kind)
     suffix = fraction_label(ns.fraction)
     targets = get_targets(ctx)
     trialsets = get_trialsets(ctx, kind)
