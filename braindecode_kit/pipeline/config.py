@@ -48,6 +48,7 @@ from pydantic import (
     ValidationInfo,
     create_model,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -366,6 +367,12 @@ class _OverrideSection(_Section):
 
     _base: ClassVar[type]
     _defaults: ClassVar[dict[str, Any]] = {}
+
+    @model_serializer(mode="wrap")
+    def _dump_overrides_only(self, handler):
+        # a dumped config (the manifest's) reads back with the same keys set
+        keys = self.overrides()
+        return {k: v for k, v in handler(self).items() if k in keys}
 
     def overrides(self) -> dict[str, Any]:
         """The keys this kind sets: its defaults, then those the file gives."""
