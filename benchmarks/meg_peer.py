@@ -126,7 +126,8 @@ def _val_means(val, targets) -> tuple[np.ndarray, np.ndarray]:
 
 
 def run(run_dir: str | Path = "runs/demo", subject: str = "01", peers=PEERS,
-        budget_s: float | None = None, seed: int = 0) -> list[dict[str, Any]]:
+        budget_s: float | None = None, seed: int = 0,
+        config: str | Path | None = None) -> list[dict[str, Any]]:
     """Train ours and each peer on one MEG subject of ``run_dir``; one row per model.
 
     Parameters
@@ -141,6 +142,9 @@ def run(run_dir: str | Path = "runs/demo", subject: str = "01", peers=PEERS,
         Wall-clock seconds each peer trains (None: the time our decoder took).
     seed : int
         Seed of the validation split, initialisations and batches.
+    config : path or None
+        The pipeline file whose MEG decoder and training settings ours uses (None: the
+        run's, from its manifest).
 
     Returns
     -------
@@ -162,7 +166,7 @@ def run(run_dir: str | Path = "runs/demo", subject: str = "01", peers=PEERS,
     run_dir = Path(run_dir)
     _ensure_run(run_dir)
     manifest = json.loads((run_dir / "manifest.json").read_text())
-    cfg = load_config(manifest["config"])
+    cfg = load_config(config if config is not None else manifest["config"])
     targets = Targets.load(run_dir / "targets")
     ts = TrialSet.load(run_dir / "meg" / "trials" / f"sub-{subject}")
     train, val = split_train_val(ts, seed=seed)
@@ -215,13 +219,15 @@ def main(argv: list[str] | None = None) -> None:
                         help="seconds each peer trains (default: the time ours took)")
     parser.add_argument("--peers", nargs="*", default=list(PEERS))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--config", default=None,
+                        help="pipeline YAML for the settings (default: the run's manifest)")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
     args = parser.parse_args(argv)
     try:
         import braindecode  # noqa: F401
     except ImportError:
         sys.exit("This benchmark needs braindecode: pip install 'braindecode_kit[bench]'")
-    rows = run(args.run, args.subject, args.peers, args.budget, args.seed)
+    rows = run(args.run, args.subject, args.peers, args.budget, args.seed, args.config)
     if args.json:
         print(json.dumps(rows, indent=2))
         return

@@ -30,7 +30,8 @@ KINDS = ("channel_linear", "seeg_position")
 
 
 def run(run_dir: str | Path, held_out: str | None = None, fraction: float = 0.1,
-        kinds=KINDS, seed: int = 0) -> list[dict[str, Any]]:
+        kinds=KINDS, seed: int = 0, config: str | Path | None = None
+        ) -> list[dict[str, Any]]:
     """One row per adapter kind and model; see the module docstring."""
     from braindecode_kit.baselines import RidgeDecoder
     from braindecode_kit.embed import Targets
@@ -48,7 +49,8 @@ def run(run_dir: str | Path, held_out: str | None = None, fraction: float = 0.1,
     from braindecode_kit.trialset import TrialSet
 
     run_dir = Path(run_dir)
-    cfg = load_config(json.loads((run_dir / "manifest.json").read_text())["config"])
+    cfg = load_config(config if config is not None else
+                      json.loads((run_dir / "manifest.json").read_text())["config"])
     targets = Targets.load(run_dir / "targets")
     subjects = json.loads((run_dir / "seeg" / "trials" / "subjects.json").read_text())
     sets = {s: TrialSet.load(run_dir / "seeg" / "trials" / f"sub-{s}") for s in subjects}
@@ -107,9 +109,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--held-out", default=None)
     parser.add_argument("--fraction", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--config", default=None,
+                        help="pipeline YAML for the settings (default: the run's manifest)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    rows = run(args.run, args.held_out, args.fraction, seed=args.seed)
+    rows = run(args.run, args.held_out, args.fraction, seed=args.seed, config=args.config)
     if args.json:
         print(json.dumps(rows, indent=2))
         return
