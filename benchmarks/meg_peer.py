@@ -23,7 +23,7 @@ braindecode is an optional benchmark extra (``pip install 'braindecode_kit[bench
 its ``BrainModule`` file is CC BY-NC, used as an installed peer only.
 
 Run ``python benchmarks/meg_peer.py --run runs/demo`` (runs the demo first if it has no
-MEG model yet; ``--json`` for rows).
+MEG trials yet; ``--json`` for rows).
 """
 
 from __future__ import annotations
@@ -42,11 +42,11 @@ import numpy as np
 PEERS = ("BrainModule", "EEGNet", "ShallowFBCSPNet")
 
 
-def _ensure_run(run_dir: Path) -> None:
+def _ensure_run(run_dir: Path, subject: str) -> None:
     from braindecode_kit._resources import pipelines_dir
     from braindecode_kit.pipeline import load_config, run_pipeline
 
-    if (run_dir / "meg" / "model" / "config.json").is_file():
+    if (run_dir / "meg" / "trials" / f"sub-{subject}").is_dir():
         return
     print(f"running the demo pipeline into {run_dir} first ...", file=sys.stderr)
     run_pipeline(load_config(pipelines_dir() / "demo.yaml"), run_dir)
@@ -164,7 +164,7 @@ def run(run_dir: str | Path = "runs/demo", subject: str = "01", peers=PEERS,
     from braindecode_kit.trialset import TrialSet
 
     run_dir = Path(run_dir)
-    _ensure_run(run_dir)
+    _ensure_run(run_dir, subject)
     manifest = json.loads((run_dir / "manifest.json").read_text())
     cfg = load_config(config if config is not None else manifest["config"])
     targets = Targets.load(run_dir / "targets")
