@@ -179,7 +179,13 @@ class PrefixLMCaptioner(CaptionBackend):
         check_safetensors(folder / WEIGHTS_FILE)
         self.module = _build_module(self.config, len(self.tokenizer), self._special())
         state = load_file(folder / WEIGHTS_FILE)
-        self.module.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
+        missing, unexpected = self.module.load_state_dict(
+            {k: v.float() for k, v in state.items()}, strict=False)
+        if unexpected or set(missing) - {"gpt.lm_head.weight"}:  # the head is tied to wte
+            raise ValueError(f"{folder / WEIGHTS_FILE} does not fit its config: missing "
+                             f"{sorted(set(missing) - {'gpt.lm_head.weight'})}, unexpected "
+                             f"{sorted(unexpected)}.")
+        self.module.gpt.tie_weights()
         self.module.eval().to(torch.device(device))
         self.device = str(device)
         self.embed_dim = int(self.config["embed_dim"])

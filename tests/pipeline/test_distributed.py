@@ -28,7 +28,9 @@ ACCELERATE = Path(sys.executable).with_name("accelerate")
 
 #: metric paths whose values come from a trained decoder
 TRAINED = re.compile(r"^fmri\.(train\.|decoder\.|per_subject\.[^.]+\.decoder\.|"
-                     r"new_subject\.(adapted|scratch|learning_curve))|^summary\.decoder_top1$")
+                     r"new_subject\.(adapted|scratch|learning_curve)|"
+                     r"caption\.(decoder|decoder_minus_ridge|brain_over_captioner|"
+                     r"shape_named_over_chance)\b)|^summary\.decoder_top1$")
 
 
 def _free_port() -> int:
