@@ -271,7 +271,8 @@ def _report_kind(ctx: RunContext, report, kind: str, cm: dict[str, Any]) -> None
     cap = cm["captioner"]
     report.add_text(
         f"Each test image's predicted CLIP embedding is captioned by the {cap['backend']} "
-        f"captioner ({cap['num_beams']} beams); the same captioner on the image's true CLIP "
+        f"captioner ({'greedy' if cap['num_beams'] == 1 else str(cap['num_beams']) + ' beams'});"
+        " the same captioner on the image's true CLIP "
         "embedding is the ceiling, and the caption of another test image is chance. Scores "
         f"against the image's {cm['n_references']} reference captions ({cm['tokenizer']} tokenizer), per subject, averaged over the "
         f"{cm['n_subjects']} pretraining subjects; 95% bootstrap CIs over the {cm['n_test']} "
@@ -299,7 +300,8 @@ def _report_kind(ctx: RunContext, report, kind: str, cm: dict[str, Any]) -> None
         report.add_text("Not computed: " + "; ".join(
             f"{k} ({v['reason']})" for k, v in unavailable.items()), note=True)
     # examples
-    df = pd.read_csv(ctx.run_dir / kind_path(kind, "captions", "test_captions.csv"))
+    df = pd.read_csv(ctx.run_dir / kind_path(kind, "captions", "test_captions.csv"),
+                     dtype={"subject": str})
     s0 = str(df["subject"].iloc[0])
     df = df[df["subject"].astype(str) == s0].head(ctx.config.caption.n_examples)
     stimuli = get_stimuli(ctx)
