@@ -208,7 +208,10 @@ def _caption_kind(ctx: RunContext, kind: str) -> tuple[dict[str, Any], list[str]
     pd.DataFrame(rows).to_csv(ctx.path(out), index=False)
     written = [out]
     sim = get_oracle(ctx, kind) if cc.selectivity else None
-    if sim is not None:
+    # voxel selectivity needs voxel geometry and the simulator's per-voxel truth (fMRI)
+    voxels = hasattr(trialsets[pre[0]].info, "ijk") and hasattr(sim, "true_betas") \
+        and hasattr(sim, "encoding_model")
+    if sim is not None and voxels:
         sel, files = _selectivity(ctx, kind, sim, pre[0], captioner)
         metrics["selectivity"] = sel
         written += files
