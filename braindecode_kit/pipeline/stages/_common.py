@@ -18,6 +18,7 @@ import numpy as np
 
 from ..._checks import check_option
 from ..._readers import read_json
+from ..._utils import write_json_atomic
 from .._base import RunContext
 
 __all__ = [
@@ -239,3 +240,37 @@ def retrieval(pred, target, ctx: RunContext, k: int = 1) -> dict[str, Any]:
 def retrieval_summary(r: dict[str, Any]) -> dict[str, Any]:
     """The top-1 and its CI of a retrieval result."""
     return {"top1": r["top1"], "ci": list(r["ci"])}
+
+
+def load_subjects(ctx: RunContext, kind: str, bids_dir: str,
+                  load_one: Callable[[Path, str], Any],
+                  describe: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
+    """The loader stages' loop: every subject of ``kind``'s BIDS dataset -> one TrialSet.
+
+    The dataset is the simulated one (``bids_dir`` in the run folder) or the section's
+    ``bids_root``; subjects are the section's ``subjects`` or every ``sub-*`` folder.
+    ``load_one(root, subject)`` reads one subject; ``describe(trialset)`` gives its metrics.
+    Returns the stage result (metrics under ``metrics[kind]["subjects"]``, outputs).
+    """
+    from mne_bids import get_entity_vals
+
+    section = getattr(ctx.config, kind)
+    root = Path(section.bids_root) if section.source == "bids" else ctx.run_dir / bids_dir
+    subjects = section.subjects or sorted(get_entity_vals(
+        root, "subject", ignore_dirs=("derivatives", "sourcedata")))
+    if not subjects:
+        raise ValueError(f"No subjects (sub-*/ folders) found in the BIDS dataset {root}.")
+    per_subject = {}
+    for sub in subjects:
+        ts = load_one(root, sub)
+        ts.save(ctx.path(kind_path(kind, "trials", f"sub-{sub}")))
+        per_subject[sub] = describe(ts)
+    write_json_atomic(ctx.path(kind_path(kind, "trials", "subjects.json")), list(subjects))
+    return {"metrics": {kind: {"subjects": per_subject}},
+            "outputs": [kind_path(kind, "trials", "subjects.json")]
+            + [kind_path(kind, "trials", f"sub-{s}") for s in subjects]}
+
+
+def n_test_stimuli(ts: Any) -> int:
+    """Number of distinct test stimuli of a TrialSet."""
+    return int(ts.select(split="test").trials["stimulus_id"].nunique())

@@ -3,12 +3,10 @@ one, or ``seeg.bids_root``), one TrialSet per subject under ``seeg/trials/``."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from ..._utils import write_json_atomic
 from .._base import RunContext, stage
-from ._common import kind_path
+from ._common import load_subjects, n_test_stimuli
 from .simulate_seeg import BIDS_DIR
 
 KIND = "seeg"
@@ -18,24 +16,10 @@ KIND = "seeg"
        priority=32)
 def stage_load_seeg(ctx: RunContext) -> dict[str, Any]:
     """Cut the sEEG recordings into preprocessed epochs, one TrialSet per subject."""
-    from mne_bids import get_entity_vals
-
     from ...io import load_seeg
 
-    mc = ctx.config.seeg
-    root = Path(mc.bids_root) if mc.source == "bids" else ctx.run_dir / BIDS_DIR
-    subjects = mc.subjects or sorted(get_entity_vals(root, "subject",
-                                                     ignore_dirs=("derivatives", "sourcedata")))
-    if not subjects:
-        raise ValueError(f"No subjects (sub-*/ folders) found in the BIDS dataset {root}.")
-    per_subject = {}
-    for sub in subjects:
-        ts = load_seeg(root, subject=sub, **mc.load.kwargs(load_seeg))
-        ts.save(ctx.path(kind_path(KIND, "trials", f"sub-{sub}")))
-        test = ts.select(split="test")
-        per_subject[sub] = {"n_trials": ts.n_trials, "feature_shape": list(ts.feature_shape),
-                            "n_test_stimuli": int(test.trials["stimulus_id"].nunique())}
-    write_json_atomic(ctx.path(kind_path(KIND, "trials", "subjects.json")), list(subjects))
-    return {"metrics": {KIND: {"subjects": per_subject}},
-            "outputs": [kind_path(KIND, "trials", "subjects.json")]
-            + [kind_path(KIND, "trials", f"sub-{s}") for s in subjects]}
+    kwargs = ctx.config.seeg.load.kwargs(load_seeg)
+    return load_subjects(
+        ctx, KIND, BIDS_DIR, lambda root, sub: load_seeg(root, subject=sub, **kwargs),
+        lambda ts: {"n_trials": ts.n_trials, "feature_shape": list(ts.feature_shape),
+                    "n_test_stimuli": n_test_stimuli(ts)})
