@@ -290,10 +290,6 @@ def attribute_accuracy(captions: list[str], attributes) -> dict[str, float]:
 
 
 # --------------------------------------------------------------------------- training
-def _embed_world(world, embedder) -> np.ndarray:
-    return embedder.encode_images(world)
-
-
 @fill_doc
 @verbose
 def train_builtin_captioner(
@@ -368,7 +364,7 @@ def train_builtin_captioner(
 
     embedder = Embedder("builtin")
     world = make_world(n_images, seed=TRAINING_SEED_START + seed)
-    X = torch.from_numpy(_embed_world(world, embedder))
+    X = torch.from_numpy(embedder.encode_images(world))
     logger.info("embedded %d training images (%.0f s)", len(X), time.perf_counter() - t0)
     caps = [world.captions(i) for i in world.ids]
     n_caps = len(caps[0])
@@ -377,7 +373,7 @@ def train_builtin_captioner(
                     padding="longest", return_tensors="pt")
     ids_all, mask_all = enc["input_ids"], enc["attention_mask"]
     val_world = make_world(n_val, seed=TRAINING_SEED_START + 9999)
-    val_X = _embed_world(val_world, embedder)
+    val_X = embedder.encode_images(val_world)
 
     opt = torch.optim.AdamW(module.parameters(), lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)

@@ -9,10 +9,15 @@ validate a name without importing torch); looking a built-in up imports its modu
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-__all__ = ["ADAPTERS", "ENCODERS", "Registry"]
+from .._checks import check_option
+
+__all__ = ["ADAPTERS", "ENCODERS", "FEATURE_KINDS", "Registry"]
+
+#: what an adapter produces and an encoder consumes: ``(n, d)`` or ``(n, d, T)`` tensors
+FEATURE_KINDS = ("vector", "sequence")
 
 
 class Registry(Mapping[str, Any]):
@@ -55,6 +60,24 @@ class Registry(Mapping[str, Any]):
     def add(self, name: str, cls: Any) -> None:
         """Register ``cls`` under ``name`` (a later registration replaces an earlier one)."""
         self._classes[str(name)] = cls
+
+    def decorator(self, name: str, attr: str,
+                  allowed: Sequence[str] = FEATURE_KINDS) -> Callable[[type], type]:
+        """A class decorator registering its class under ``name``.
+
+        The class must define ``from_config`` and a class attribute ``attr`` (e.g.
+        ``produces``) with a value in ``allowed``; the decorator returns it unchanged.
+        """
+
+        def deco(cls: type) -> type:
+            if not hasattr(cls, "from_config"):
+                raise TypeError(
+                    f"{self.kind.capitalize()} class {cls.__name__} must define from_config().")
+            check_option(f"{cls.__name__}.{attr}", getattr(cls, attr, None), allowed)
+            self.add(name, cls)
+            return cls
+
+        return deco
 
     def pop(self, name: str, *default: Any) -> Any:
         """Unregister ``name`` and return its class (a built-in becomes unknown)."""

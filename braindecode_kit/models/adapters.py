@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from .._checks import check_option
-from ._registry import ADAPTERS
+from ._registry import ADAPTERS, FEATURE_KINDS
 from .config import DecoderConfig, SubjectSpec
 
 __all__ = [
@@ -30,8 +30,6 @@ __all__ = [
     "register_adapter",
 ]
 
-#: what an adapter produces and an encoder consumes: ``(n, d)`` or ``(n, d, T)`` tensors
-FEATURE_KINDS = ("vector", "sequence")
 
 
 def register_adapter(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
@@ -61,14 +59,7 @@ def register_adapter(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
         The decorator; it returns the class unchanged.
     """
 
-    def deco(cls: type[nn.Module]) -> type[nn.Module]:
-        if not hasattr(cls, "from_config"):
-            raise TypeError(f"Adapter class {cls.__name__} must define from_config().")
-        check_option(f"{cls.__name__}.produces", getattr(cls, "produces", None), FEATURE_KINDS)
-        ADAPTERS.add(name, cls)
-        return cls
-
-    return deco
+    return ADAPTERS.decorator(name, "produces")
 
 
 def build_adapter(kind: str, spec: SubjectSpec, config: DecoderConfig,

@@ -17,7 +17,6 @@ from torch import nn
 
 from .._checks import check_option
 from ._registry import ENCODERS
-from .adapters import FEATURE_KINDS
 from .config import DecoderConfig
 
 __all__ = ["ENCODERS", "TemporalPool", "build_encoder", "encoder_class", "register_encoder"]
@@ -41,14 +40,7 @@ def register_encoder(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
         The decorator; it returns the class unchanged.
     """
 
-    def deco(cls: type[nn.Module]) -> type[nn.Module]:
-        if not hasattr(cls, "from_config"):
-            raise TypeError(f"Encoder class {cls.__name__} must define from_config().")
-        check_option(f"{cls.__name__}.consumes", getattr(cls, "consumes", None), FEATURE_KINDS)
-        ENCODERS.add(name, cls)
-        return cls
-
-    return deco
+    return ENCODERS.decorator(name, "consumes")
 
 
 def encoder_class(kind: str) -> type[nn.Module]:

@@ -19,6 +19,7 @@ import pandas as pd
 from .._logging import logger
 from .._utils import json_default
 from . import encoding as enc
+from ._npz import loadz
 
 N_LATENT = 48
 #: Trigger codes written on the stim channel (THINGS-MEG's trial types).
@@ -27,25 +28,6 @@ EVENT_ID = {"exp": 1, "test": 2}
 
 def rng_for(seed: int, tag: int, *more: int) -> np.random.Generator:
     return np.random.default_rng([int(seed), int(tag), *[int(m) for m in more]])
-
-
-def savez(path: Path, **arrays: np.ndarray) -> None:
-    """``np.savez`` with fixed zip timestamps, refusing object arrays (no pickles)."""
-    import zipfile
-
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
-        for name, arr in arrays.items():
-            arr = np.asarray(arr)
-            if arr.dtype == object:
-                raise TypeError(f"array {name!r} has dtype object; refusing to pickle it")
-            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            with zf.open(info, "w", force_zip64=True) as f:
-                np.lib.format.write_array(f, arr, allow_pickle=False)
-
-
-def loadz(path: Path) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
 
 
 def write_json(path: Path, obj: Any) -> None:

@@ -73,6 +73,7 @@ from .._logging import logger, progress, verbose
 from .._readers import file_fingerprint
 from .._utils import atomic_dir, hash_jsonable, json_default
 from . import encoding as enc
+from ._npz import savez
 from .noise import (
     N_FACTORS,
     NSD_MEDIAN_NCSNR,
@@ -102,20 +103,6 @@ _TAGS = {"split": 1, "schedule": 2, "mixer": 3, "subject": 4, "oracle": 5}
 # --------------------------------------------------------------------------- helpers
 def _rng(seed: int, tag: str, *more: int) -> np.random.Generator:
     return np.random.default_rng([int(seed), _TAGS[tag], *[int(m) for m in more]])
-
-
-def _savez(path: Path, **arrays: np.ndarray) -> None:
-    """``np.savez`` with fixed zip timestamps (same arrays -> same bytes), no pickles."""
-    import zipfile
-
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
-        for name, arr in arrays.items():
-            arr = np.asarray(arr)
-            if arr.dtype == object:
-                raise TypeError(f"array {name!r} has dtype object; refusing to pickle it")
-            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            with zf.open(info, "w", force_zip64=True) as f:
-                np.lib.format.write_array(f, arr, allow_pickle=False)
 
 
 def _save_nifti(path: Path, data: np.ndarray, affine: np.ndarray, tr: float | None = None) -> None:
@@ -845,7 +832,7 @@ def _simulate_subject(root: Path, label: str, s: int, seed: int, snr: float, tr:
     _save_nifti(ncmap_p, ncvol, anat.affine)
     sub_ids = np.array([ids_all[int(i)] for i in sub_idx])
     true_p = der / f"sub-{label}_desc-truebetas.npz"
-    _savez(true_p, stimulus_id=sub_ids, betas=true, ijk=anat.ijk.astype(np.int32),
+    savez(true_p, stimulus_id=sub_ids, betas=true, ijk=anat.ijk.astype(np.int32),
            roi=anat.roi, split=np.where(np.arange(n_cols) < n_test, "test", "train"))
     trial_p = der / f"sub-{label}_desc-trialbetas.npz"
     trial_order = np.concatenate([r.trials for r in sched.runs])
@@ -854,11 +841,11 @@ def _simulate_subject(root: Path, label: str, s: int, seed: int, snr: float, tr:
     for r in sched.runs:
         run_of[r.trials] = r.run
         onset_of[r.trials] = r.onsets
-    _savez(trial_p, betas=amp, stimulus_id=sub_ids[sched.columns], session=sched.session,
+    savez(trial_p, betas=amp, stimulus_id=sub_ids[sched.columns], session=sched.session,
            run=run_of, onset=onset_of, repetition=sched.repetition, ijk=anat.ijk.astype(np.int32),
            trial_order=trial_order)
     model_p = der / f"sub-{label}_desc-encoding_model.npz"
-    _savez(model_p, **model.arrays(), **noise.arrays(), ncsnr=nc, target_ncsnr=target,
+    savez(model_p, **model.arrays(), **noise.arrays(), ncsnr=nc, target_ncsnr=target,
            ijk=anat.ijk.astype(np.int32), affine=anat.affine, grid_shape=np.array(anat.mask.shape),
            channels=np.array(enc.CHANNELS))
     model_json = der / f"sub-{label}_desc-encoding_model.json"
@@ -1000,7 +987,7 @@ def _write_top(root: Path, ids_all: list[str], test_idx: np.ndarray, train_idx: 
     })
     _tsv(sim / "atlas-visual_dseg.tsv",
          pd.DataFrame({"index": list(ROI_NAMES), "name": list(ROI_NAMES.values())}))
-    _savez(sim / "desc-semanticmixer_model.npz", A=mixer.A, b=mixer.b,
+    savez(sim / "desc-semanticmixer_model.npz", A=mixer.A, b=mixer.b,
            input_weights=mixer.input_weights, centre=mixer.centre, scale=mixer.scale,
            names=np.array(mixer.names, dtype=str))
     if not nsd_layout:

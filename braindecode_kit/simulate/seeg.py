@@ -58,6 +58,7 @@ from .._docs import fill_doc
 from .._logging import logger, verbose
 from .._utils import atomic_dir, hash_jsonable
 from . import _electro as el
+from ._npz import savez
 
 __all__ = ["simulate_seeg", "SimulatedSEEG"]
 
@@ -415,7 +416,7 @@ def simulate_seeg(
                 "event_id": el.EVENT_ID}
         sim = tmp / "derivatives" / "simulation"
         sim.mkdir(parents=True, exist_ok=True)
-        el.savez(sim / "desc-semanticmixer_model.npz", A=mixer.A, b=mixer.b,
+        savez(sim / "desc-semanticmixer_model.npz", A=mixer.A, b=mixer.b,
                  input_weights=mixer.input_weights, centre=mixer.centre, scale=mixer.scale,
                  names=np.array(mixer.names, dtype=str))
         el.write_json(sim / "simulation.json", info)
@@ -521,7 +522,7 @@ def _simulate_subject(root: Path, label: str, s: int, p: dict, maps: np.ndarray,
     der = root / "derivatives" / "simulation" / f"sub-{label}"
     der.mkdir(parents=True, exist_ok=True)
     truth = der / f"sub-{label}_desc-contacts.npz"
-    el.savez(truth, **{k: np.asarray(v) for k, v in m.items()},
+    savez(truth, **{k: np.asarray(v) for k, v in m.items()},
              stimulus_id=np.array(ids, dtype=str),
              split=np.array(["test"] * n_test + ["train"] * (len(ids) - n_test)),
              contact_name=np.array(names, dtype=str),
