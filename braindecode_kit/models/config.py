@@ -23,6 +23,10 @@ from ._registry import ADAPTERS, ENCODERS
 
 __all__ = ["MODALITIES", "DecoderConfig", "FeatureShape", "SubjectSpec"]
 
+#: the contrastive loss schedules (:class:`~braindecode_kit.models.losses.LossSchedule`);
+#: here, torch-free, so a training config validates without importing torch
+SCHEDULE_KINDS = ("mindeye", "infonce", "softclip", "bimixco", "mse")
+
 #: the recording kinds a subject can have
 MODALITIES = ("fmri", "meg", "seeg")
 

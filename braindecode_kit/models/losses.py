@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._checks import check_option
+from .config import SCHEDULE_KINDS
 
 __all__ = [
     "CombinedLoss",
@@ -43,7 +44,6 @@ __all__ = [
     "soft_clip_loss",
 ]
 
-SCHEDULE_KINDS = ("mindeye", "infonce", "softclip", "bimixco", "mse")
 
 
 def _flat_norm(x: torch.Tensor) -> torch.Tensor:

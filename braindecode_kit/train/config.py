@@ -12,11 +12,14 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._checks import check_float, check_int, check_option
-from ..models.decoder import BrainDecoder
-from ..models.losses import SCHEDULE_KINDS, CombinedLoss, LossSchedule
+from ..models.config import SCHEDULE_KINDS
+
+if TYPE_CHECKING:  # torch is imported when a loss or a model is made, not to validate
+    from ..models.decoder import BrainDecoder
+    from ..models.losses import CombinedLoss, LossSchedule
 
 __all__ = ["TrainConfig", "TrainResult"]
 
@@ -151,6 +154,8 @@ class TrainConfig:
 
     def loss_schedule(self) -> LossSchedule:
         """The :class:`LossSchedule` this config describes."""
+        from ..models.losses import LossSchedule
+
         return LossSchedule(kind=self.schedule, epochs=self.epochs,
                             mix_fraction=self.mix_fraction,
                             mix_temperature=self.mix_temperature,
@@ -159,6 +164,8 @@ class TrainConfig:
 
     def make_loss(self) -> CombinedLoss:
         """The :class:`CombinedLoss` this config describes."""
+        from ..models.losses import CombinedLoss
+
         return CombinedLoss(self.loss_schedule(), contrastive_weight=self.contrastive_weight,
                             mse_weight=self.mse_weight, cosine_weight=self.cosine_weight,
                             token_weight=self.token_weight, text_weight=self.text_weight,
