@@ -15,6 +15,7 @@ _LAZY = {
     "Embedder": "embedder",
     "Targets": "targets",
     "embed_stimuli": "targets",
+    "blurry_images": "targets",
     "default_cache_dir": "targets",
     "zero_shot_attributes": "zeroshot",
     "caption_retrieval": "zeroshot",
@@ -33,6 +34,7 @@ __all__ = [
     "check_safetensors",
     "create_builtin_clip",
     "default_cache_dir",
+    "blurry_images",
     "embed_stimuli",
     "train_builtin_clip",
     "write_builtin_files",
@@ -48,7 +50,7 @@ if TYPE_CHECKING:  # pragma: no cover
         write_builtin_files,
     )
     from .embedder import Embedder
-    from .targets import Targets, default_cache_dir, embed_stimuli
+    from .targets import Targets, blurry_images, default_cache_dir, embed_stimuli
     from .zeroshot import caption_retrieval, zero_shot_attributes
 
 

@@ -1,7 +1,8 @@
 """CLIP targets of a stimulus set, and how they are computed and cached.
 
 :class:`Targets` holds, per stimulus id, the pooled image embedding, optionally the text
-embedding (the mean of its captions') and the image tower's tokens. :func:`embed_stimuli`
+embedding (the mean of its captions'), the image tower's tokens and the low-level target
+(the image downsampled to a blurry ``3 x s x s`` array, :func:`blurry_images`). :func:`embed_stimuli`
 makes them with an :class:`~braindecode_kit.embed.Embedder` and keeps every row in an
 on-disk cache keyed by the model's identity, the stimulus' content fingerprint and the
 preprocessing, so a second run embeds nothing.
@@ -26,9 +27,9 @@ from .._logging import logger, verbose
 from .._utils import PathLike, atomic_dir, atomic_path, hash_jsonable
 from ..splits import check_stimulus_ids
 
-__all__ = ["Targets", "embed_stimuli", "default_cache_dir"]
+__all__ = ["Targets", "blurry_images", "embed_stimuli", "default_cache_dir"]
 
-_ARRAYS = ("image", "text", "tokens")
+_ARRAYS = ("image", "text", "tokens", "blurry")
 _FORMAT = "braindecode_kit.targets/1"
 #: Version of the text-target recipe (mean of normalised caption embeddings); enters keys.
 _TEXT_RECIPE = "mean-of-normalised-captions/1"
@@ -49,6 +50,8 @@ class Targets:
         embeddings.
     tokens : ndarray, shape (n, t, w) | None
         The image tower's final-layer tokens.
+    blurry : ndarray, shape (n, 3, s, s) | None
+        The low-level target: each image downsampled to ``s x s``, RGB in ``[0, 1]``.
     meta : dict | None
         JSON-serialisable description (model identity, recipe, ...).
 
@@ -66,6 +69,7 @@ class Targets:
         text: np.ndarray | None = None,
         tokens: np.ndarray | None = None,
         meta: dict[str, Any] | None = None,
+        blurry: np.ndarray | None = None,
     ) -> None:
         ids = [str(i) for i in ids]
         check_stimulus_ids(ids, "'ids'")
@@ -94,12 +98,19 @@ class Targets:
             if tokens.ndim != 3 or tokens.shape[0] != len(ids):
                 raise ValueError(f"'tokens' must have shape ({len(ids)}, n_tokens, width), but "
                                  f"got {tokens.shape}.")
+        if blurry is not None:
+            blurry = np.asarray(blurry, dtype=np.float32)
+            if blurry.ndim != 4 or blurry.shape[:2] != (len(ids), 3):
+                raise ValueError(f"'blurry' must have shape ({len(ids)}, 3, size, size), but "
+                                 f"got {blurry.shape}.")
+            check_finite("'blurry'", blurry)
         if meta is not None and not isinstance(meta, dict):
             raise TypeError(f"'meta' must be a dict or None, but got {type(meta).__name__}.")
         self.ids = ids
         self.image = image
         self.text = text
         self.tokens = tokens
+        self.blurry = blurry
         self.meta = dict(meta or {})
         self._index = index
 
@@ -164,6 +175,7 @@ class Targets:
         new.image = np.take(self.image, pos, axis=0)
         new.text = None if self.text is None else np.take(self.text, pos, axis=0)
         new.tokens = None if self.tokens is None else np.take(self.tokens, pos, axis=0)
+        new.blurry = None if self.blurry is None else np.take(self.blurry, pos, axis=0)
         new.meta = dict(self.meta)
         new._index = {i: k for k, i in enumerate(new.ids)}  # last row of a repeated id
         return new
@@ -218,7 +230,7 @@ class Targets:
             raise ValueError(f"{str(path)!r} is inconsistent: targets.json and "
                              "targets.safetensors disagree on the image array's shape.")
         return cls(doc["ids"], arrays["image"], arrays.get("text"), arrays.get("tokens"),
-                   doc.get("meta") or {})
+                   doc.get("meta") or {}, blurry=arrays.get("blurry"))
 
     # ------------------------------------------------------------------ views
     def __repr__(self) -> str:
@@ -227,13 +239,16 @@ class Targets:
             parts.append(f"text {self.text.shape[1]}")
         if self.tokens is not None:
             parts.append(f"tokens {self.tokens.shape[1]}x{self.tokens.shape[2]}")
+        if self.blurry is not None:
+            parts.append(f"blurry {self.blurry.shape[2]}x{self.blurry.shape[3]}")
         who = self.meta.get("identity", "")
         return f"<Targets | {len(self)} stimuli, {', '.join(parts)}{' | ' + who if who else ''}>"
 
     def _repr_html_(self) -> str:
         rows = [("stimuli", len(self)), ("image", f"{self.image.shape}"),
                 ("text", "—" if self.text is None else f"{self.text.shape}"),
-                ("tokens", "—" if self.tokens is None else f"{self.tokens.shape}")]
+                ("tokens", "—" if self.tokens is None else f"{self.tokens.shape}"),
+                ("blurry", "—" if self.blurry is None else f"{self.blurry.shape}")]
         rows += [(k, v) for k, v in self.meta.items() if isinstance(v, (str, int, float))]
         body = "".join(f"<tr><th style='text-align:left'>{html.escape(str(k))}</th>"
                        f"<td style='text-align:left'>{html.escape(str(v))}</td></tr>"
@@ -358,6 +373,7 @@ def embed_stimuli(
     *,
     tokens: bool = False,
     text: bool = True,
+    blurry: int | None = None,
     cache_dir: PathLike | None | bool = None,
     verbose: bool | str | int | None = None,
 ) -> Targets:
@@ -375,6 +391,9 @@ def embed_stimuli(
         Also compute text targets: per stimulus, the mean of its L2-normalised caption
         embeddings, re-normalised. If no stimulus has captions the text targets are
         skipped (with a warning).
+    blurry : int | None
+        Also compute the low-level targets: each image downsampled to ``blurry x
+        blurry`` (:func:`blurry_images`); None skips them.
     cache_dir : path | None | False
         Cache folder; ``None`` uses ``embedder.cache_dir`` and else
         :func:`default_cache_dir`; ``False`` disables caching. Rows are keyed by the
@@ -449,4 +468,26 @@ def embed_stimuli(
         meta["text"] = f"{_TEXT_RECIPE}: mean of L2-normalised caption embeddings, re-normalised"
     if tok_arr is not None:
         meta["tokens"] = "final-layer image tokens (see Embedder.encode_image_tokens)"
-    return Targets(ids, image, text_arr, tok_arr, meta)
+    blurry_arr = None
+    if blurry is not None:
+        blurry_arr = blurry_images(stimuli, blurry)
+        meta["blurry"] = f"image downsampled to {int(blurry)}x{int(blurry)} (area), RGB in [0, 1]"
+    return Targets(ids, image, text_arr, tok_arr, meta, blurry=blurry_arr)
+
+
+def blurry_images(stimuli, size: int) -> np.ndarray:
+    """The low-level targets: each image of ``stimuli`` (a StimulusSet, rows in its ids'
+    order, or a uint8 array ``(n, H, W, 3)``) downsampled to ``size x size`` by area
+    averaging (PIL ``BOX``), as float32 ``(n, 3, size, size)`` RGB in ``[0, 1]``."""
+    from PIL import Image
+
+    from .._checks import check_positive_int
+
+    size = check_positive_int("blurry", size)
+    if isinstance(stimuli, np.ndarray):
+        images = [Image.fromarray(a) for a in stimuli]
+    else:
+        images = [stimuli.load_image(i).convert("RGB") for i in stimuli.ids]
+    out = np.stack([np.asarray(im.resize((size, size), Image.BOX), dtype=np.float32)
+                    for im in images]) / 255.0
+    return np.ascontiguousarray(out.transpose(0, 3, 1, 2))

@@ -343,6 +343,15 @@ class DecoderConfig:
         followed by a per-token ``r -> token_dim`` layer (far fewer parameters).
     text_dim : int or None
         Dimension of the optional caption-text embedding head; None disables it.
+    blurry_size : int or None
+        Side of the optional low-level head's output: a blurry ``3 x s x s`` RGB image in
+        ``[0, 1]`` (the seen image downsampled), predicted from the shared features and
+        trained with an L1 loss (MindEye2's low-level path, in pixels rather than SD-VAE
+        latents); used as the img2img init of reconstructions. None disables it.
+    blurry_detach : bool
+        The low-level head reads the shared features without sending gradients back
+        (the embedding heads alone shape the encoder, so adding it leaves retrieval as
+        it was); False trains the encoder with it too, as MindEye2.
     stimulus_map : bool
         Whether the decoder holds a map from a stimulus's CLIP embeddings to its shared
         space (set by :func:`braindecode_kit.train.fit_stimulus_map` after training; it
@@ -378,6 +387,8 @@ class DecoderConfig:
     token_shape: tuple[int, int] | None = None
     token_rank: int | None = None
     text_dim: int | None = None
+    blurry_size: int | None = None
+    blurry_detach: bool = True
     stimulus_map: bool = False
     stimulus_map_text_dim: int = 0
 
@@ -416,6 +427,9 @@ class DecoderConfig:
             self.token_rank = check_positive_int("token_rank", self.token_rank)
         if self.text_dim is not None:
             self.text_dim = check_positive_int("text_dim", self.text_dim)
+        if self.blurry_size is not None:
+            self.blurry_size = check_positive_int("blurry_size", self.blurry_size)
+        check_type("blurry_detach", self.blurry_detach, bool)
         check_type("stimulus_map", self.stimulus_map, bool)
         self.stimulus_map_text_dim = check_positive_int(
             "stimulus_map_text_dim", self.stimulus_map_text_dim, allow_zero=True)

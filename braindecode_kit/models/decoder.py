@@ -18,12 +18,12 @@ from ._registry import ADAPTERS
 from .adapters import build_adapter
 from .config import DecoderConfig, SubjectSpec
 from .encoders import build_encoder, encoder_class
-from .heads import PooledHead, TokenHead
+from .heads import BlurryHead, PooledHead, TokenHead
 
 __all__ = ["BrainDecoder", "HEADS"]
 
 #: names of the heads a decoder can have
-HEADS = ("image", "tokens", "text")
+HEADS = ("image", "tokens", "text", "blurry")
 _WEIGHTS = "model.safetensors"
 _CONFIG = "config.json"
 
@@ -91,6 +91,8 @@ class BrainDecoder(nn.Module):
             self.heads["tokens"] = TokenHead(cfg.d_shared, *cfg.token_shape, rank=cfg.token_rank)
         if cfg.text_dim is not None:
             self.heads["text"] = PooledHead(cfg.d_shared, cfg.text_dim, cfg.head_hidden)
+        if cfg.blurry_size is not None:
+            self.heads["blurry"] = BlurryHead(cfg.d_shared, cfg.blurry_size)
         if cfg.stimulus_map:
             self._register_stimulus_map(
                 torch.zeros(cfg.d_shared, cfg.embed_dim + cfg.stimulus_map_text_dim),
@@ -384,7 +386,8 @@ class BrainDecoder(nn.Module):
                     feats = x.new_empty((x.shape[0], *part.shape[1:]))
                 feats = feats.index_copy(0, idx, part.to(feats.dtype))
         h = self.encoder(feats)
-        return {name: head(h) for name, head in self.heads.items()}
+        return {name: head(h.detach() if name == "blurry" and self.config.blurry_detach
+                           else h) for name, head in self.heads.items()}
 
     # ------------------------------------------------------------------ predict
     def predict(
@@ -405,8 +408,9 @@ class BrainDecoder(nn.Module):
             The subject; None takes the TrialSet's subject, or the only subject.
         batch_size : int
             Trials per forward pass.
-        head : {"image", "tokens", "text"}
-            Which head's output to return.
+        head : {"image", "tokens", "text", "blurry"}
+            Which head's output to return (``"blurry"``: ``(n, 3, s, s)`` images in
+            ``[0, 1]``, clipped).
 
         Returns
         -------
@@ -414,9 +418,12 @@ class BrainDecoder(nn.Module):
             ``(n_trials, embed_dim)`` (or the chosen head's shape).
         """
         check_option("head", head, self.head_names)
+        b = self.config.blurry_size
         shape = {"image": (self.config.embed_dim,), "text": (self.config.text_dim,),
-                 "tokens": tuple(self.config.token_shape or ())}[head]
-        return self._batched(X, subject, batch_size, lambda xb, s: self(xb, s)[head], shape)
+                 "tokens": tuple(self.config.token_shape or ()),
+                 "blurry": (3, b, b) if b else ()}[head]
+        out = self._batched(X, subject, batch_size, lambda xb, s: self(xb, s)[head], shape)
+        return np.clip(out, 0.0, 1.0) if head == "blurry" else out
 
     def _batched(self, X: Any, subject: str | None, batch_size: int, fn,
                  out_shape: tuple[int, ...]) -> np.ndarray:

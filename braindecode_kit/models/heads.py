@@ -2,7 +2,8 @@
 
 - :class:`PooledHead`: the pooled CLIP image embedding (retrieval, generation);
 - :class:`TokenHead`: image tokens ``(n_tokens, token_dim)`` (as MindEye2's bigG tokens);
-- the caption-text head is a :class:`PooledHead` onto the text-embedding dimension.
+- the caption-text head is a :class:`PooledHead` onto the text-embedding dimension;
+- :class:`BlurryHead`: a blurry ``3 x s x s`` image of what was seen (the low-level path).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["PooledHead", "TokenHead"]
+__all__ = ["BlurryHead", "PooledHead", "TokenHead"]
 
 
 class PooledHead(nn.Module):
@@ -70,3 +71,21 @@ class TokenHead(nn.Module):
         if self.token_proj is None:
             return self.proj(x).view(n, self.n_tokens, self.token_dim)
         return self.token_proj(self.proj(x).view(n, self.n_tokens, int(self.rank)))
+
+
+class BlurryHead(nn.Module):
+    """``d -> (3, size, size)``: a blurry RGB image in ``[0, 1]`` (the low-level path).
+
+    One Linear onto the pixels of the seen image downsampled to ``size x size``, offset by
+    0.5 (mid-grey) so that an untrained head predicts a grey image; trained with L1 as
+    MindEye2's low-level head (there on SD-VAE latents). The output is not clipped in
+    training (L1 needs the gradient); :meth:`BrainDecoder.predict` clips it to ``[0, 1]``.
+    """
+
+    def __init__(self, d: int, size: int) -> None:
+        super().__init__()
+        self.size = int(size)
+        self.proj = nn.Linear(d, 3 * self.size * self.size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x).view(x.shape[0], 3, self.size, self.size) + 0.5

@@ -289,7 +289,8 @@ class CombinedLoss(nn.Module):
 
     ``total = sum_h w_h * (contrastive_weight * C_h + mse_weight * MSE_h
     + cosine_weight * COS_h)`` with ``w_image = 1``, ``w_tokens = token_weight``,
-    ``w_text = text_weight``.
+    ``w_text = text_weight``; the low-level head (``"blurry"``, images not embeddings) adds
+    ``blurry_weight * L1``.
 
     Parameters
     ----------
@@ -299,6 +300,8 @@ class CombinedLoss(nn.Module):
         Weights of the terms.
     token_weight, text_weight : float
         Weights of the token and caption-text heads (used when present in the outputs).
+    blurry_weight : float
+        Weight of the low-level head's L1 loss (used when present in the outputs).
     learn_temperature : bool
         For ``"infonce"``: learn the temperature (a log-scale parameter initialised at
         ``schedule.temperature``, as CLIP's logit scale, capped at 100).
@@ -312,13 +315,14 @@ class CombinedLoss(nn.Module):
         cosine_weight: float = 0.0,
         token_weight: float = 1.0,
         text_weight: float = 1.0,
+        blurry_weight: float = 1.0,
         learn_temperature: bool = False,
     ) -> None:
         super().__init__()
         self.schedule = schedule or LossSchedule()
         for name, v in dict(contrastive_weight=contrastive_weight, mse_weight=mse_weight,
                             cosine_weight=cosine_weight, token_weight=token_weight,
-                            text_weight=text_weight).items():
+                            text_weight=text_weight, blurry_weight=blurry_weight).items():
             if not v >= 0:
                 raise ValueError(f"{name} must be >= 0, but got {v!r}.")
         if contrastive_weight + mse_weight + cosine_weight <= 0:
@@ -329,6 +333,7 @@ class CombinedLoss(nn.Module):
         self.cosine_weight = float(cosine_weight)
         self.head_weights = {"image": 1.0, "tokens": float(token_weight),
                              "text": float(text_weight)}
+        self.blurry_weight = float(blurry_weight)
         self.learn_temperature = bool(learn_temperature)
         if self.learn_temperature:
             self.logit_scale = nn.Parameter(
@@ -404,6 +409,14 @@ class CombinedLoss(nn.Module):
                 parts[f"{head}/cosine"] = float(c.detach())
                 loss_h = loss_h + self.cosine_weight * c
             total = w * loss_h if total is None else total + w * loss_h
+        if "blurry" in outputs and "blurry" in targets and self.blurry_weight:
+            tgt = targets["blurry"]
+            if perm is not None and betas is not None and step.mixes_inputs:
+                b = betas.to(tgt.dtype).reshape([-1] + [1] * (tgt.dim() - 1))
+                tgt = b * tgt + (1 - b) * tgt[perm]
+            l1 = torch.nn.functional.l1_loss(outputs["blurry"].float(), tgt.float())
+            parts["blurry/l1"] = float(l1.detach())
+            total = self.blurry_weight * l1 if total is None else total + self.blurry_weight * l1
         if total is None:
             raise ValueError(
                 f"No head to score: outputs have {sorted(outputs)}, targets have {sorted(targets)}."

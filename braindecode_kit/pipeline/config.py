@@ -54,6 +54,7 @@ from pydantic import (
 
 from .._utils import PathLike
 from ..caption import Captioner
+from ..reconstruct.base import Reconstructor
 from ..embed import Embedder, embed_stimuli
 from ..evaluate.caption_metrics import caption_metrics
 from ..io import load_fmri_bids, load_meg, load_seeg
@@ -65,6 +66,7 @@ __all__ = [
     "DECODER_DATA_FIELDS",
     "PLANNED_KINDS",
     "CaptionConfig",
+    "ReconstructConfig",
     "RECORDING_KINDS",
     "DecoderSection",
     "EmbedConfig",
@@ -89,7 +91,7 @@ __all__ = [
 #: DecoderConfig fields that come from the data and the embedder, not from the YAML.
 DECODER_DATA_FIELDS = frozenset({
     "subjects", "embed_dim", "adapter_kinds", "token_shape", "text_dim", "stimulus_map",
-    "stimulus_map_text_dim",
+    "stimulus_map_text_dim", "blurry_size",
 })
 
 
@@ -534,6 +536,31 @@ class CaptionConfig(_CaptionSettings):  # type: ignore[valid-type,misc]
         return value
 
 
+_ReconstructSettings = _signature_section(
+    "_ReconstructSettings", [Reconstructor], exclude={"seed"},
+    doc="The generator (the keyword parameters of "
+        ":class:`~braindecode_kit.reconstruct.Reconstructor`, seeded by the run).")
+
+
+class ReconstructConfig(_ReconstructSettings):  # type: ignore[valid-type,misc]
+    """Reconstructions of the test images from decoded embeddings: the generator's settings
+    (generated from :class:`~braindecode_kit.reconstruct.Reconstructor`) and what the
+    stage adds. The low-level path needs ``embed.blurry`` (the side of the blurry targets
+    the decoder's low-level head learns)."""
+
+    enabled: bool = Field(True, description="reconstruct the test images (the reconstruct "
+                                            "stage)")
+    strength: float = Field(0.6, ge=0.0, le=1.0, description="img2img strength of the "
+                            "low-level route: the share of the denoising run from the "
+                            "brain-predicted blurry image (1: ignore it)")
+    n_stimuli: int | None = Field(None, ge=2, description="test images reconstructed per "
+                                  "subject (the first in id order; null: every one)")
+    n_examples: int = Field(6, ge=1, le=32, description="example rows per kind in the report")
+    metric_weights: dict[str, str] | None = Field(
+        None, description="local weights files of the image-metric networks (metric name -> "
+                          "path: alexnet_2, alexnet_5, inception, clip, effnet, swav)")
+
+
 class PipelineConfig(_Section):
     """A whole pipeline: stages run in dependency order into one run folder."""
 
@@ -552,6 +579,7 @@ class PipelineConfig(_Section):
     new_subject: NewSubjectConfig = Field(default_factory=NewSubjectConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     caption: CaptionConfig = Field(default_factory=CaptionConfig)
+    reconstruct: ReconstructConfig = Field(default_factory=ReconstructConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
 
 

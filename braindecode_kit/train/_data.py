@@ -172,7 +172,7 @@ def _lookup(targets: Any, ids: list[str]) -> dict[str, np.ndarray]:
     if hasattr(targets, "loc") and callable(targets.loc):
         t = targets.loc(list(ids))
         out = {"image": np.asarray(t.image, np.float32)}
-        for head in ("tokens", "text"):
+        for head in ("tokens", "text", "blurry"):
             v = getattr(t, head, None)
             if v is not None:
                 out[head] = np.asarray(v, np.float32)
@@ -246,14 +246,15 @@ def _check_against_decoder(decoder: BrainDecoder, prep: _Prepared, name: str) ->
         decoder._check_shape(s.subject, s.X)
     want = {"image": (decoder.config.embed_dim,),
             "tokens": tuple(decoder.config.token_shape or ()),
-            "text": (decoder.config.text_dim,)}
+            "text": (decoder.config.text_dim,),
+            "blurry": (3, decoder.config.blurry_size, decoder.config.blurry_size)}
     t = prep.tables["image"]
     if tuple(t.shape[1:]) != want["image"]:
         raise ValueError(
             f"The decoder predicts {decoder.config.embed_dim}-dim image embeddings but the "
             f"targets are {tuple(t.shape[1:])}."
         )
-    for head in ("tokens", "text"):
+    for head in ("tokens", "text", "blurry"):
         if head in prep.tables and head in decoder.head_names:
             if tuple(prep.tables[head].shape[1:]) != want[head]:
                 raise ValueError(

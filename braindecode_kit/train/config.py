@@ -61,6 +61,8 @@ class TrainConfig:
     token_weight, text_weight : float
         Weights of the image-token and caption-text heads, when the decoder and the
         targets have them.
+    blurry_weight : float
+        Weight of the low-level head's L1 loss, when the decoder and the targets have it.
     mixed_precision : {"no", "bf16", "fp16"}
         Autocast precision (see the module docstring about fp16).
     grad_clip : float or None
@@ -105,6 +107,7 @@ class TrainConfig:
     cosine_weight: float = 0.0
     token_weight: float = 1.0
     text_weight: float = 1.0
+    blurry_weight: float = 1.0
     mixed_precision: str = "no"
     grad_clip: float | None = 1.0
     patience: int | None = 8
@@ -130,7 +133,8 @@ class TrainConfig:
         for name in ("lr", "temperature", "mix_temperature", "mix_beta"):
             check_float(name, getattr(self, name), 0.0, lo_open=True)
         for name in ("weight_decay", "adapter_weight_decay", "contrastive_weight",
-                     "mse_weight", "cosine_weight", "token_weight", "text_weight"):
+                     "mse_weight", "cosine_weight", "token_weight", "text_weight",
+                     "blurry_weight"):
             check_float(name, getattr(self, name), 0.0)
         for name in ("pct_start", "mix_prob", "mix_fraction"):
             check_float(name, getattr(self, name), 0.0, 1.0)
@@ -169,6 +173,7 @@ class TrainConfig:
         return CombinedLoss(self.loss_schedule(), contrastive_weight=self.contrastive_weight,
                             mse_weight=self.mse_weight, cosine_weight=self.cosine_weight,
                             token_weight=self.token_weight, text_weight=self.text_weight,
+                            blurry_weight=self.blurry_weight,
                             learn_temperature=self.learn_temperature)
 
 

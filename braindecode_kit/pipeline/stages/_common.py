@@ -167,16 +167,20 @@ def get_oracle(ctx: RunContext, kind: str) -> Any:
 
 
 # --------------------------------------------------------------------------- configs
-def decoder_config(config, trainsets: dict[str, Any], embed_dim: int):
+def decoder_config(config, trainsets: dict[str, Any], embed_dim: int,
+                   blurry_size: int | None = None):
     """The DecoderConfig a pipeline config asks for, for these subjects' trial sets
-    (of one recording kind: its ``<kind>.decoder`` overrides apply)."""
+    (of one recording kind: its ``<kind>.decoder`` overrides apply), with the low-level
+    head of side ``blurry_size`` when the targets have blurry images."""
     from ...models import SubjectSpec
 
     specs = {s: SubjectSpec.from_trialset(ts) for s, ts in trainsets.items()}
     kinds = {spec.modality for spec in specs.values()}
     if len(kinds) != 1:
         raise ValueError(f"decoder_config takes one recording kind's subjects, got {sorted(kinds)}.")
-    return config.section_for("decoder", kinds.pop()).build(subjects=specs, embed_dim=embed_dim)
+    extra = {} if blurry_size is None else {"blurry_size": int(blurry_size)}
+    return config.section_for("decoder", kinds.pop()).build(subjects=specs, embed_dim=embed_dim,
+                                                            **extra)
 
 
 def train_config(config, kind: str = "fmri", **overrides):

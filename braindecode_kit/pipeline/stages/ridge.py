@@ -1,5 +1,7 @@
 """The ``ridge`` stage: the ridge baseline per pretraining subject (alpha by CV, folds by
-stimulus), its predictions of the test images saved for the evaluate stage."""
+stimulus), its predictions of the test images saved for the evaluate stage; with low-level
+targets (``embed.blurry``), a second ridge onto the blurry images (Brain-Diffuser's
+low-level route) saved for the reconstruct stage."""
 
 from __future__ import annotations
 
@@ -37,5 +39,14 @@ def stage_ridge(ctx: RunContext) -> dict[str, Any]:
             save_npy_atomic(ctx.path(out), pred.astype(np.float32))
             alphas[s] = float(np.atleast_1d(ridge.alpha_).mean())
             outputs.append(out)
+            if targets.blurry is not None:
+                B = targets.loc(train.stimulus_ids).blurry
+                low = RidgeDecoder().fit(np.asarray(train.data, dtype=np.float32),
+                                         B.reshape(len(B), -1), groups=train.stimulus_ids)
+                pred_b = np.clip(low.predict(np.asarray(test.data, dtype=np.float32)), 0, 1)
+                out_b = kind_path(kind, "predictions", f"ridge_blurry_sub-{s}.npy")
+                save_npy_atomic(ctx.path(out_b), pred_b.reshape(-1, *B.shape[1:]).astype(
+                    np.float32))
+                outputs.append(out_b)
         metrics[kind] = {"ridge_alpha": alphas}
     return {"metrics": metrics, "outputs": outputs}

@@ -94,8 +94,9 @@ def stage_train(ctx: RunContext) -> dict[str, Any]:
         trains, vals = {}, {}
         for s in pre:
             trains[s], vals[s] = split_train_val(trialsets[s], seed=ctx.seed)
-        decoder = BrainDecoder(decoder_config(ctx.config, trains, targets.image.shape[1]),
-                               seed=ctx.seed)
+        blurry = None if targets.blurry is None else targets.blurry.shape[-1]
+        decoder = BrainDecoder(decoder_config(ctx.config, trains, targets.image.shape[1],
+                                              blurry_size=blurry), seed=ctx.seed)
         result = fit(decoder, list(trains.values()), targets, train_config(ctx.config, kind),
                      valsets=list(vals.values()), out_dir=ctx.run_dir / kind_path(kind, "train"))
         # the map image -> shared space that gives a new subject's adapter its targets
