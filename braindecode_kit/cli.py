@@ -3,7 +3,8 @@
     braindecode-kit demo --out runs/demo [--seed N]
     braindecode-kit run pipelines/demo.yaml --out runs/demo [--seed N] [--restart]
     braindecode-kit simulate fmri|meg|seeg --out DIR --subjects N --seed S
-    braindecode-kit train-builtin clip|captioner --out DIR [--steps N]
+    braindecode-kit train-builtin clip|captioner|image-decoder --out DIR [--steps N]
+    braindecode-kit reconstruct --run runs/demo [--name NAME] [--steps N] [--guidance G] ...
     braindecode-kit pipelines
 
 A user error (a bad file, a bad value, a folder that must not be touched) prints one line,
@@ -90,13 +91,38 @@ def _cmd_train_builtin(args: argparse.Namespace) -> int:
         from .caption.prefix_lm import train_builtin_captioner as train
     elif args.model == "clip":
         from .embed.builtin import train_builtin_clip as train
+    elif args.model == "image-decoder":
+        from .reconstruct.builtin import train_builtin_image_decoder as train
     else:
         raise SystemExit(f"braindecode-kit train-builtin: unknown model {args.model!r} "
-                         "(known: clip, captioner)")
+                         "(known: clip, captioner, image-decoder)")
     kwargs = {"seed": args.seed}
     if args.steps is not None:
         kwargs["steps"] = args.steps
     train(args.out, verbose=args.verbose, **kwargs)
+    return 0
+
+
+def _cmd_reconstruct(args: argparse.Namespace) -> int:
+    from ._logging import use_log_level
+    from .pipeline.stages.reconstruct import reconstruct_run
+
+    names = {"backend": "backend", "model": "model", "device": "device", "dtype": "dtype",
+             "batch_size": "batch_size", "steps": "num_inference_steps",
+             "guidance": "guidance_scale", "strength": "strength", "n_stimuli": "n_stimuli"}
+    overrides = {field: getattr(args, arg) for arg, field in names.items()
+                 if getattr(args, arg) is not None}
+    with use_log_level(args.verbose):
+        result = reconstruct_run(args.run, name=args.name, **overrides)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0
+    out = Path(args.run) / "reconstructions" / args.name
+    print(f"Reconstructions: {out}")
+    for kind, m in result["metrics"].items():
+        r = m["reconstruct"]
+        print(f"  {kind}: built-in CLIP 2-way decoder {r['decoder']['builtin_clip_2way']:.3f}, "
+              f"ridge {r['ridge']['builtin_clip_2way']:.3f}, "
+              f"ceiling {r['ceiling']['builtin_clip_2way']:.3f} (chance 0.5)")
     return 0
 
 
@@ -162,12 +188,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_simulate)
 
     p = sub.add_parser("train-builtin", help="retrain a built-in model of the world")
-    p.add_argument("model", choices=["clip", "captioner"])
+    p.add_argument("model", choices=["clip", "captioner", "image-decoder"])
     p.add_argument("--out", required=True, help="folder for the weights")
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     common(p)
     p.set_defaults(func=_cmd_train_builtin)
+
+    p = sub.add_parser("reconstruct", help="reconstruct the test images of a finished run "
+                                           "(resumable; shard with accelerate launch)")
+    p.add_argument("--run", required=True, help="the run folder")
+    p.add_argument("--name", default="cli",
+                   help="sub-folder of <run>/reconstructions/ for these images (default cli)")
+    p.add_argument("--backend", choices=["builtin", "unclip", "kandinsky", "ip_adapter"])
+    p.add_argument("--model", help="hub id (local cache) or folder of the backend's weights")
+    p.add_argument("--device", help="torch device (default: the run's, cpu)")
+    p.add_argument("--dtype", choices=["float32", "float16", "bfloat16"])
+    p.add_argument("--batch-size", type=int, dest="batch_size")
+    p.add_argument("--steps", type=int, help="sampling steps")
+    p.add_argument("--guidance", type=float, help="classifier-free guidance scale")
+    p.add_argument("--strength", type=float, help="img2img strength of the low-level route")
+    p.add_argument("--n-stimuli", type=int, dest="n_stimuli",
+                   help="test images per subject (default: the run's setting)")
+    common(p)
+    p.set_defaults(func=_cmd_reconstruct)
 
     p = sub.add_parser("pipelines", help="list the shipped pipelines")
     p.set_defaults(func=_cmd_pipelines)

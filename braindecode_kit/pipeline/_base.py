@@ -9,6 +9,7 @@ by the order in which modules are imported.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..evaluate.report import Report
     from .config import PipelineConfig
 
-__all__ = ["ALL_OTHERS", "STAGES", "RunContext", "Stage", "stage"]
+__all__ = ["ALL_OTHERS", "STAGES", "RunContext", "Stage", "distributed_state", "stage"]
 
 #: in ``after=``: run after every other stage of the plan (the report)
 ALL_OTHERS = "*"
@@ -223,3 +224,15 @@ class RunContext:
         if key not in self.cache:
             self.cache[key] = make()
         return self.cache[key]
+
+
+def distributed_state():
+    """accelerate's state when launched on several processes, else None."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
+
+    # as accelerate's own AcceleratorState reads it, so that fit() shares this state
+    state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
+    return state if state.num_processes > 1 else None

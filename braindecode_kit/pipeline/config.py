@@ -54,11 +54,11 @@ from pydantic import (
 
 from .._utils import PathLike
 from ..caption import Captioner
-from ..reconstruct.base import Reconstructor
 from ..embed import Embedder, embed_stimuli
 from ..evaluate.caption_metrics import caption_metrics
 from ..io import load_fmri_bids, load_meg, load_seeg
 from ..models import DecoderConfig
+from ..reconstruct.base import Reconstructor
 from ..simulate import simulate_fmri, simulate_meg, simulate_seeg
 from ..train import TrainConfig
 

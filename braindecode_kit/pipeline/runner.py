@@ -22,7 +22,6 @@ from __future__ import annotations
 import datetime as _dt
 import heapq
 import json
-import os
 import platform
 import shutil
 import time
@@ -43,7 +42,7 @@ from .._readers import (
 from .._utils import MARKER, PathLike, hash_jsonable, json_default, read_marker, write_json_atomic
 from .._version import __version__
 from . import stages as _builtin_stages  # noqa: F401  (registers the built-in stages)
-from ._base import ALL_OTHERS, STAGES, RunContext, Stage
+from ._base import ALL_OTHERS, STAGES, RunContext, Stage, distributed_state
 from .config import PipelineConfig, load_config
 
 __all__ = ["MANIFEST", "METRICS", "RUN_KIND", "check_run_folder", "merge_metrics", "plan",
@@ -185,18 +184,6 @@ def _cycle(waiting: dict[str, set[str]], done: list[str]) -> str:
 
 
 # =========================================================================== processes
-def _distributed_state():
-    """accelerate's state when launched on several processes, else None."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return None
-    from accelerate import PartialState
-    from accelerate.utils import parse_flag_from_env
-
-    # as accelerate's own AcceleratorState reads it, so that fit() shares this state
-    state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
-    return state if state.num_processes > 1 else None
-
-
 def _from_main(state, value: Any) -> Any:
     """The main process's ``value``, on every process."""
     if state is None:
@@ -284,7 +271,7 @@ def run_pipeline(
     cfg_dict = config.model_dump(mode="json")
     cfg_hash = hash_jsonable(cfg_dict)
     manifest_path = run_dir / MANIFEST
-    state = _distributed_state()
+    state = distributed_state()
     main = state is None or state.is_main_process
 
     def barrier() -> None:

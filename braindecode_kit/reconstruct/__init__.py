@@ -3,7 +3,7 @@
 :class:`Reconstructor` over four backends (the built-in diffusion generator, Stable
 unCLIP, Kandinsky 2.2, IP-Adapter on Stable Diffusion), :class:`EmbeddingMap` (a learned
 linear map from the decoder's CLIP space to a backend's conditioning space), and resumable
-batch runs sharded with accelerate (:func:`reconstruct_batch`, :func:`reconstruct_run`).
+batch runs sharded with accelerate (:func:`reconstruct_batch`).
 Names are imported on first use.
 """
 
@@ -27,10 +27,23 @@ _LAZY = {
     "KandinskyBackend": "kandinsky",
     "IPAdapterBackend": "ip_adapter",
     "reconstruct_batch": "batch",
-    "reconstruct_run": "run",
 }
 
-__all__ = sorted(_LAZY)
+__all__ = [
+    "BACKENDS",
+    "BuiltinImageGenerator",
+    "EmbeddingMap",
+    "IPAdapterBackend",
+    "KandinskyBackend",
+    "ReconstructionBackend",
+    "Reconstructor",
+    "UnCLIPBackend",
+    "item_seeds",
+    "load_image_decoder",
+    "reconstruct_batch",
+    "train_builtin_image_decoder",
+    "write_image_decoder",
+]
 
 if TYPE_CHECKING:  # pragma: no cover
     from .base import BACKENDS, ReconstructionBackend, Reconstructor, item_seeds
@@ -44,7 +57,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from .ip_adapter import IPAdapterBackend
     from .kandinsky import KandinskyBackend
     from .mapping import EmbeddingMap
-    from .run import reconstruct_run
     from .unclip import UnCLIPBackend
 
 

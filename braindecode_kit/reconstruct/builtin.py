@@ -32,7 +32,8 @@ from typing import Any
 import numpy as np
 
 from .._checks import check_float, check_int, check_option
-from .._logging import logger, progress
+from .._docs import fill_doc
+from .._logging import logger, progress, verbose
 from .._utils import PathLike, atomic_path, write_json_atomic
 
 __all__ = [
@@ -363,6 +364,8 @@ def ceiling_figures(module, config: dict[str, Any], world, images: np.ndarray,
     return out
 
 
+@fill_doc
+@verbose
 def train_builtin_image_decoder(
     out_dir: PathLike,
     *,
@@ -380,6 +383,7 @@ def train_builtin_image_decoder(
     n_ceiling: int = 500,
     checkpoint_every: int = 100,
     threads: int | None = None,
+    verbose: bool | str | int | None = None,
 ) -> dict[str, Any]:
     """Train the built-in image generator on the built-in world and write its files.
 
@@ -413,6 +417,7 @@ def train_builtin_image_decoder(
         Steps between resumable checkpoints.
     threads : int | None
         torch threads (None: leave as is).
+    %(verbose)s
 
     Returns
     -------

@@ -1,7 +1,7 @@
 """The built-in stages, one module each; importing this package registers them.
 
 ``stimuli -> embed -> simulate_fmri -> load_fmri -> train -> ridge -> new_subject ->
-evaluate -> caption -> report`` is the order their ``requires``/``after`` give (ties broken by
+evaluate -> caption -> reconstruct -> report`` is the order their ``requires``/``after`` give (ties broken by
 their priority), not the order of the imports below. Only the loader stages
 (``simulate_<kind>``, ``load_<kind>``) know a recording kind's formats; the others loop
 over the kinds of the config and read the TrialSets the loaders wrote.
@@ -19,6 +19,7 @@ from . import (  # noqa: F401  (each registers its stage)
     load_meg,
     load_seeg,
     new_subject,
+    reconstruct,
     report,
     ridge,
     simulate_fmri,
