@@ -1,5 +1,6 @@
-"""Evaluation: retrieval top-k and 2-way identification in embedding space, and the
-HTML report. Names are imported on first use (lazy), so importing this package is cheap.
+"""Evaluation: retrieval top-k and 2-way identification in embedding space, image metrics
+of reconstructions, and the HTML report. Names are imported on first use (lazy), so
+importing this package is cheap.
 """
 
 from __future__ import annotations
@@ -13,13 +14,43 @@ _LAZY = {
     "retrieval_accuracy": "retrieval",
     "two_way_identification": "retrieval",
     "Report": "report",
+    "IMAGE_METRICS": "image_metrics",
+    "correlation_distance": "image_metrics",
+    "frechet_distance": "image_metrics",
+    "network_features": "image_metrics",
+    "pixcorr": "image_metrics",
+    "ssim": "image_metrics",
 }
 
-__all__ = ["Report", "retrieval_accuracy", "two_way_identification"]
+__all__ = [
+    "IMAGE_METRICS",
+    "Report",
+    "correlation_distance",
+    "frechet_distance",
+    "image_metrics",
+    "network_features",
+    "pixcorr",
+    "retrieval_accuracy",
+    "ssim",
+    "two_way_identification",
+]
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .image_metrics import (
+        IMAGE_METRICS,
+        correlation_distance,
+        frechet_distance,
+        network_features,
+        pixcorr,
+        ssim,
+    )
     from .report import Report
     from .retrieval import retrieval_accuracy, two_way_identification
 
+# The function image_metrics has its module's name. Importing the module (which needs only
+# numpy) sets this package's attribute to the module, so the function is bound here,
+# eagerly: `braindecode_kit.evaluate.image_metrics` is the function whichever import came
+# first, and the module stays importable (`from .image_metrics import pixcorr`).
+from .image_metrics import image_metrics  # noqa: E402
 
 __getattr__, __dir__ = attach(__name__, _LAZY, ())
