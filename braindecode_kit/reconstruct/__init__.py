@@ -27,18 +27,22 @@ _LAZY = {
     "KandinskyBackend": "kandinsky",
     "IPAdapterBackend": "ip_adapter",
     "reconstruct_batch": "batch",
+    "ImageJob": "batch",
+    "load_batch_images": "batch",
 }
 
 __all__ = [
     "BACKENDS",
     "BuiltinImageGenerator",
     "EmbeddingMap",
+    "ImageJob",
     "IPAdapterBackend",
     "KandinskyBackend",
     "ReconstructionBackend",
     "Reconstructor",
     "UnCLIPBackend",
     "item_seeds",
+    "load_batch_images",
     "load_image_decoder",
     "reconstruct_batch",
     "train_builtin_image_decoder",
@@ -47,7 +51,7 @@ __all__ = [
 
 if TYPE_CHECKING:  # pragma: no cover
     from .base import BACKENDS, ReconstructionBackend, Reconstructor, item_seeds
-    from .batch import reconstruct_batch
+    from .batch import ImageJob, load_batch_images, reconstruct_batch
     from .builtin import (
         BuiltinImageGenerator,
         load_image_decoder,

@@ -27,11 +27,10 @@ composition and seeds, hence the same images), and only its missing or changed P
 written. A finished PNG is never deleted.
 
 Because a batch is always the same jobs, a run's images do not rest on the backend being
-batch-invariant. The built-in one is, on the CPU, for batches of 2 images or more, but not
-for a batch of 1: there ``nn.Linear`` sees fewer than 4 rows (2 with guidance), which MKL
-computes with another kernel, and a few pixels come out 1 grey level apart. An image
-made alone (a last batch of 1 job, or ``batch_size=1``) is therefore the same in every
-run of that job list, not always the same as in a run cut into other batches.
+batch-invariant. The built-in one is, on the CPU, for any batch size: batches of fewer
+than 4 images are padded (``nn.Linear`` on fewer than 4 rows takes another MKL kernel,
+whose rounding moved a few pixels by 1 grey level). The diffusers backends agree across
+batch sizes to within 1 grey level on the CPU.
 """
 
 from __future__ import annotations

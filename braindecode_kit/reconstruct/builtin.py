@@ -49,6 +49,8 @@ CONFIG_FILE = "builtin_image_decoder.json"
 WEIGHTS_FILE = "builtin_image_decoder.safetensors"
 CARD_FILE = "builtin_image_decoder_card.json"
 SCHEDULERS = ("ddim", "dpm")
+#: smallest batch the UNet runs (smaller ones are padded; see :func:`denoise`)
+MIN_ROWS = 4
 
 #: Architecture of the built-in image generator (UNet fields + the conditioning's).
 BUILTIN_IMAGE_DECODER_CONFIG: dict[str, Any] = {
@@ -228,6 +230,19 @@ def denoise(module, config: dict[str, Any], embeddings: np.ndarray, seeds: list[
     """
     import torch
 
+    n = len(embeddings)
+    if 0 < n < MIN_ROWS:
+        # CPU matmul kernels of fewer than 4 rows round differently from larger ones: pad
+        # small batches (with copies of the first row) so that an image made alone equals
+        # the same image made in any batch
+        pad = MIN_ROWS - n
+        out = denoise(module, config, np.concatenate([embeddings, np.repeat(embeddings[:1], pad, 0)]),
+                      list(seeds) + [seeds[0]] * pad, num_inference_steps=num_inference_steps,
+                      guidance_scale=guidance_scale, scheduler=scheduler,
+                      init_images=None if init_images is None else np.concatenate(
+                          [init_images, np.repeat(init_images[:1], pad, 0)]),
+                      strength=strength, device=device)
+        return out[:n]
     p, size = config["patch"], config["image_size"]
     shape = (3 * p * p, size // p, size // p)
     sched = make_scheduler(config, scheduler)
