@@ -1,7 +1,11 @@
 """The built-in image generator: its ceiling and its CPU speed.
 
     .venv/bin/python benchmarks/image_decoder.py [--n 500] [--seed 1] [--steps 10 20]
-        [--guidance 1 2 3] [--noise 0.0] [--model DIR] [--write-card]
+        [--guidance 1 2 3] [--noise 0.0] [--model DIR] [--write-card] [--validation]
+
+``--validation`` sweeps on the generator's validation world (seed TRAINING_SEED_START +
+9999: reserved for the built-in models, never a training image of the generator, never a
+test image of a run): that is where the shipped defaults (steps, guidance) are chosen.
 
 Ceiling: reconstructions from the TRUE built-in CLIP embeddings of ``--n`` world images the
 generator never saw (an evaluation seed, < TRAINING_SEED_START), scored with the built-in
@@ -54,8 +58,13 @@ def main() -> None:
     ap.add_argument("--noise", type=float, default=0.0)
     ap.add_argument("--model", default=None, help="a generator folder (default: the shipped)")
     ap.add_argument("--write-card", action="store_true")
+    ap.add_argument("--validation", action="store_true",
+                    help="the validation world (choose settings here, not on test images)")
     args = ap.parse_args()
-    assert args.seed < TRAINING_SEED_START, "an evaluation seed: the generator never saw it"
+    if args.validation:
+        args.seed = TRAINING_SEED_START + 9999
+    else:
+        assert args.seed < TRAINING_SEED_START, "an evaluation seed: the generator never saw it"
 
     world = make_world(args.n, seed=args.seed)
     seen = world.to_array()

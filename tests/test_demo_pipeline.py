@@ -23,6 +23,9 @@ SMALL = {
     "train": {"epochs": 20, "batch_size": 64, "patience": None},
     "new_subject": {"fraction": 0.25, "curve": [0.25, 1.0]},
     "evaluate": {"n_candidates": 100, "n_draws": 10, "topk": 5},
+    # the shipped generator at 5 steps on the first 40 test images, with the low-level head
+    "embed": {"blurry": 16},
+    "reconstruct": {"num_inference_steps": 5, "n_stimuli": 40, "batch_size": 40},
     "report": {"n_examples": 3},
 }
 
@@ -100,8 +103,9 @@ def test_report_shows_tables_and_images(run):
     assert "100-way retrieval" in html
     assert html.count("data:image/png;base64,") > 20
     # each stage's section, by report_order: results (evaluate) first, the embedder last
-    heads = ["Decoding the seen image from fMRI", "Captions from decoded fMRI embeddings",
-             "<h2>Training</h2>", "A new subject", "The CLIP embedder on this world"]
+    heads = ["Decoding the seen image from fMRI", "Reconstruction (fMRI)",
+             "Captions from decoded fMRI embeddings", "<h2>Training</h2>", "A new subject",
+             "The CLIP embedder on this world"]
     where = [html.index(h) for h in heads]
     assert where == sorted(where)
 
@@ -127,3 +131,18 @@ def test_captions_of_the_test_images(run):
     assert sel["n_voxels_scored"] >= 0 and (out / "captions" / "selectivity_sub-01.csv").exists()
     html = (out / "report.html").read_text()
     assert "true embedding (ceiling)" in html and "ridge-decoded" in html
+
+
+def test_reconstructions_of_the_test_images(run):
+    out, metrics = run
+    rm = metrics["fmri"]["reconstruct"]
+    assert rm["n_subjects"] == 2 and rm["decoder"]["n_images"] == 80
+    # the shipped generator from true embeddings: identifiable, the right objects
+    assert rm["ceiling"]["builtin_clip_2way"] >= 0.9
+    assert rm["ceiling"]["shape_agreement"] > 2 * rm["chance"]["shape_agreement"]
+    # from decoded embeddings: identifiable above chance (CI), objects above chance
+    assert rm["decoder"]["builtin_clip_2way_ci"][0] > 0.5
+    assert rm["decoder"]["colour_agreement"] > rm["chance"]["colour_agreement"]
+    # the low-level init brings the pixels closer to the seen image
+    assert rm["decoder_lowlevel"]["pixcorr"] > rm["decoder"]["pixcorr"]
+    assert rm["decoder"]["pixcorr"] > rm["chance"]["pixcorr"]

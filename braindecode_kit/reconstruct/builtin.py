@@ -5,8 +5,11 @@ world's resolution (64 x 64 RGB in ``[-1, 1]``), folded 4 x 4 into a 16 x 16 gri
 48 channels (:func:`torch.nn.functional.pixel_unshuffle`, as patch-based diffusion models
 do: a 16 x 16 UNet costs a sixteenth of a 64 x 64 one on the CPU, and the image is still
 the sample, with no autoencoder between). It is conditioned on the built-in CLIP image
-embedding twice: through ``class_embed_type="projection"`` (the embedding added to the
-timestep embedding) and through four cross-attention tokens projected from it. The
+embedding three ways: through ``class_embed_type="projection"`` (the embedding added to
+the timestep embedding), through four cross-attention tokens projected from it, and
+through a linear 8-channel 16 x 16 map of it concatenated to the sample (the spatial
+layout of the scene reaches every resolution at once; without it, 500 steps left the
+samples unconditional: 2-way 0.49). The
 embedding is dropped (replaced by zeros) for 10 % of the training samples, so the same
 network gives the unconditional prediction for classifier-free guidance. The scheduler is
 DDIM (v-prediction, cosine betas, ``clip_sample``); DPM-Solver++ reads the same
@@ -59,6 +62,7 @@ BUILTIN_IMAGE_DECODER_CONFIG: dict[str, Any] = {
     "embed_dim": 128,
     "n_tokens": 4,
     "token_dim": 64,
+    "cond_channels": 8,
     "unet": {
         "block_out_channels": [64, 128, 128],
         "down_block_types": ["DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D"],
@@ -97,21 +101,29 @@ def build_image_decoder(config: dict[str, Any] | None = None):
     if size % p:
         raise ValueError(f"image_size {size} must be a multiple of patch {p}.")
     channels = 3 * p * p
+    grid = size // p
+    n_map = int(cfg.get("cond_channels", 0))
 
     class ImageDecoderNet(nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.config = cfg
             self.unet = UNet2DConditionModel(
-                sample_size=size // p, in_channels=channels, out_channels=channels,
+                sample_size=grid, in_channels=channels + n_map, out_channels=channels,
                 cross_attention_dim=cfg["token_dim"],
                 projection_class_embeddings_input_dim=d, **cfg["unet"])
             self.to_tokens = nn.Linear(d, cfg["n_tokens"] * cfg["token_dim"])
+            # a spatial map of the embedding, concatenated to the sample (no bias: the
+            # unconditional all-zero embedding gives an all-zero map)
+            self.to_map = nn.Linear(d, n_map * grid * grid, bias=False) if n_map else None
 
         def forward(self, sample: torch.Tensor, timestep: torch.Tensor,
                     embedding: torch.Tensor) -> torch.Tensor:
             tokens = self.to_tokens(embedding).view(len(embedding), cfg["n_tokens"],
                                                     cfg["token_dim"])
+            if self.to_map is not None:
+                cond = self.to_map(embedding).view(len(embedding), n_map, grid, grid)
+                sample = torch.cat([sample, cond.to(sample.dtype)], dim=1)
             # unit-norm embeddings have components ~ 1/sqrt(d): give the projection unit scale
             return self.unet(sample, timestep, encoder_hidden_states=tokens,
                              class_labels=embedding * float(np.sqrt(d))).sample
@@ -565,8 +577,9 @@ def train_builtin_image_decoder(
         "model": "builtin_image_decoder",
         "architecture": "diffusers UNet2DConditionModel on 64x64 RGB folded 4x4 into 16x16x48 "
                         "(pixel_unshuffle), blocks (64, 128, 128), cross-attention at 4x4 on 4 "
-                        "tokens projected from the CLIP embedding, plus class_embed_type="
-                        "'projection'; DDIM, v-prediction, cosine betas",
+                        "tokens projected from the CLIP embedding, class_embed_type="
+                        "'projection', and a linear 8 x 16 x 16 map of the embedding "
+                        "concatenated to the sample; DDIM, v-prediction, cosine betas",
         "parameters": n_params,
         "clip": embedder.identity,
         "recipe": {**recipe, "optimizer": "AdamW + OneCycle", "loss": "MSE on v",

@@ -162,6 +162,26 @@ class UnCLIPBackend(ReconstructionBackend):
                 "embed_norm": self.embed_norm, "default_num_inference_steps": DEFAULT_STEPS,
                 "default_guidance_scale": DEFAULT_GUIDANCE}
 
+    def encode_images(self, images: Any, batch_size: int = 32) -> np.ndarray:
+        """The pipeline's own image embeddings (``feature_extractor`` + ``image_encoder``,
+        as it encodes an ``image``) of PIL images or a uint8 ``(n, H, W, 3)`` array: what an
+        :class:`~braindecode_kit.reconstruct.mapping.EmbeddingMap` from the decoder's CLIP
+        space is fitted onto."""
+        import torch
+        from PIL import Image
+
+        if isinstance(images, np.ndarray):
+            images = [Image.fromarray(a) for a in images]
+        out = []
+        enc = self.pipe.image_encoder
+        with torch.inference_mode():
+            for i in range(0, len(images), batch_size):
+                px = self.pipe.feature_extractor(images=images[i:i + batch_size],
+                                                 return_tensors="pt").pixel_values
+                px = px.to(device=enc.device, dtype=enc.dtype)
+                out.append(enc(px).image_embeds.float().cpu().numpy())
+        return np.concatenate(out).astype(np.float32)
+
     def generate(self, embeddings: np.ndarray, *, seeds: list[int],
                  num_inference_steps: int | None = None, guidance_scale: float | None = None,
                  batch_size: int = 8, init_images: Any = None, strength: float = 1.0,

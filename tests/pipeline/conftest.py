@@ -29,6 +29,9 @@ TINY: dict[str, Any] = {
               "steps_per_epoch": 4},
     "new_subject": {"fraction": 0.5, "curve": [0.5, 1.0]},
     "evaluate": {"n_candidates": 20, "n_draws": 3},
+    # the low-level head and the shipped generator at 2 steps on 6 test images per subject
+    "embed": {"blurry": 8},
+    "reconstruct": {"num_inference_steps": 2, "n_stimuli": 6, "batch_size": 4},
     "report": {"n_examples": 2},
 }
 

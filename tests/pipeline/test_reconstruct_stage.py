@@ -112,3 +112,28 @@ def test_reconstruct_command_on_a_finished_run(run, capsys):
 def test_reconstruct_command_refuses_what_is_not_a_finished_run(tmp_path, capsys):
     assert main(["reconstruct", "--run", str(tmp_path)]) == 2
     assert "no manifest.json" in capsys.readouterr().err
+
+
+def test_a_diffusers_backend_in_another_clip_space_gets_a_fitted_map(run, tmp_path):
+    """A tiny Stable unCLIP on 16-d embeddings: the map from the run's 128-d CLIP space is
+    fitted on training stimuli (onto unCLIP's own image encoder) and saved with the run."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "_tiny_backends", Path(__file__).parents[1] / "reconstruct" / "test_backends.py")
+    tiny = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tiny)  # the tiny pipelines built in code, as diffusers' tests do
+
+    _, out, _ = run
+    tiny.tiny_unclip().save_pretrained(tmp_path / "unclip")
+    result = reconstruct_run(out, name="unclip", backend="unclip", model=str(tmp_path / "unclip"),
+                             num_inference_steps=2, n_stimuli=2, batch_size=4)
+    folder = out / "reconstructions" / "unclip"
+    emap = json.loads((folder / "embedding_map" / "embedding_map.json").read_text())
+    assert emap["summary"]["in_dim"] == 128 and emap["summary"]["out_dim"] == 16
+    m = result["metrics"]["fmri"]["reconstruct"]
+    assert "decoder_lowlevel" not in m  # unCLIP takes no init image
+    assert m["decoder"]["n_images"] == 4 and 0 <= m["decoder"]["builtin_clip_2way"] <= 1
+    images = load_batch_images(folder / "fmri" / "decoder")
+    assert len(images) == 4

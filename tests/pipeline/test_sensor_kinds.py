@@ -22,6 +22,8 @@ TINY_SEEG = {
               "steps_per_epoch": 2, "val_n_candidates": 10},
     "evaluate": {"n_candidates": 12, "n_draws": 2},
     "caption": {"enabled": False},
+    # the shipped generator, 2 steps, 4 test images: the reconstruct stage on sensor data
+    "reconstruct": {"num_inference_steps": 2, "n_stimuli": 4, "batch_size": 8},
     "report": {"n_examples": 2},
 }
 
@@ -61,6 +63,8 @@ TINY_MEG = {
               "steps_per_epoch": 2, "val_n_candidates": 10},
     "evaluate": {"n_candidates": 12, "n_draws": 2},
     "caption": {"enabled": False},
+    # the shipped generator, 2 steps, 4 test images: the reconstruct stage on sensor data
+    "reconstruct": {"num_inference_steps": 2, "n_stimuli": 4, "batch_size": 8},
     "report": {"n_examples": 2},
 }
 

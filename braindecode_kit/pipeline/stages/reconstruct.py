@@ -72,9 +72,10 @@ def _upsample(blurry: np.ndarray, size: int) -> np.ndarray:
                      for a in arr])
 
 
-def plan_jobs(ctx: RunContext, kind: str, settings) -> dict[str, Any]:
+def plan_jobs(ctx: RunContext, kind: str, settings, with_init: bool = True) -> dict[str, Any]:
     """What the reconstruct stage generates for ``kind``: route -> jobs, and the data it
-    scores them against (stimulus ids per subject, blurry predictions)."""
+    scores them against (stimulus ids per subject, blurry predictions). ``with_init=False``
+    (a backend without img2img): no low-level route, ridge without its init."""
     from ...models import BrainDecoder
     from ...reconstruct import item_seeds
     from ...reconstruct.batch import ImageJob
@@ -108,8 +109,8 @@ def plan_jobs(ctx: RunContext, kind: str, settings) -> dict[str, Any]:
         rlow = np.load(rb_path)[rows] if rb_path.exists() else None
         if rlow is not None:
             blurry["ridge"][s] = rlow
-        up = None if low is None else _upsample(low, size)
-        rup = None if rlow is None else _upsample(rlow, size)
+        up = None if low is None or not with_init else _upsample(low, size)
+        rup = None if rlow is None or not with_init else _upsample(rlow, size)
         for k, sid in enumerate(ids):
             key = f"sub-{s}/{sid}"
             jobs["decoder"].append(ImageJob(key, pred[k], seeds[k]))
@@ -131,8 +132,8 @@ def generate_kind(ctx: RunContext, kind: str, settings, reconstructor=None,
     with each route's folder and the timing."""
     from ...reconstruct.batch import reconstruct_batch
 
-    p = plan_jobs(ctx, kind, settings)
     rec = reconstructor or _reconstructor(settings, ctx.seed)
+    p = plan_jobs(ctx, kind, settings, with_init=rec.impl.takes_init_images)
     root = out_root or ctx.run_dir / kind_path(kind, "reconstructions")
     folders, timing = {}, {}
     for route, jobs in p["jobs"].items():
@@ -343,6 +344,54 @@ def report_reconstruct(ctx: RunContext, report) -> None:
 
 
 # --------------------------------------------------------------------------- stage
+#: training stimuli the map into a backend's conditioning space is fitted on (at most)
+MAP_STIMULI = 2000
+
+
+def fit_backend_map(ctx: RunContext, rec, folder: Path):
+    """Fit (or reload) the map from the run's CLIP space to ``rec``'s backend's conditioning
+    space, on training stimuli only, when they differ; saved in ``folder``.
+
+    Returns the map (None when the backend takes the run's embeddings as they are).
+
+    Raises
+    ------
+    ValueError
+        If the spaces differ and the backend cannot embed images itself (no image encoder
+        to fit a map onto): pass ``reconstruct.embedding_map``.
+    """
+    from ...reconstruct import EmbeddingMap
+
+    targets = get_targets(ctx)
+    want = rec.impl.embed_dim
+    if rec.embedding_map is not None or want is None or want == targets.embed_dim:
+        return rec.embedding_map
+    if (folder / "embedding_map.json").exists():
+        rec.embedding_map = EmbeddingMap.load(folder)
+        return rec.embedding_map
+    encode = getattr(rec.impl, "encode_images", None)
+    if encode is None:
+        raise ValueError(
+            f"Backend {rec.backend!r} takes {want}-d embeddings but this run's CLIP gives "
+            f"{targets.embed_dim}-d ones, and it has no image encoder to fit a map onto: fit "
+            "an EmbeddingMap (braindecode_kit.reconstruct.EmbeddingMap) from the run's "
+            "targets to the backend's space and pass its folder as reconstruct.embedding_map.")
+    ids: set[str] = set()
+    for kind in ctx.kinds:
+        for ts in get_trialsets(ctx, kind).values():
+            ids.update(str(i) for i in ts.select(split="train").stimulus_ids)
+    ids_l = sorted(ids)[:MAP_STIMULI]
+    stimuli = get_stimuli(ctx)
+    Y = encode(stimuli.subset(ids_l).to_array(size=int(ctx.config.stimuli.size)))
+    emap = EmbeddingMap().fit(targets.loc(ids_l).image, Y)
+    if ctx.is_main_process:
+        emap.save(folder)
+    rec.embedding_map = emap
+    logger.info("fitted the map into %s's %d-d space on %d training stimuli", rec.backend,
+                want, len(ids_l))
+    return emap
+
+
 def reconstruct_kinds(ctx: RunContext, settings, reconstructor=None,
                       out_root: Path | None = None) -> tuple[dict[str, Any], list[str]]:
     """Generate and score every kind (the stage's work, also run by ``braindecode-kit
@@ -350,6 +399,10 @@ def reconstruct_kinds(ctx: RunContext, settings, reconstructor=None,
     metrics: dict[str, Any] = {}
     outputs: list[str] = []
     rec = reconstructor or _reconstructor(settings, ctx.seed)
+    map_folder = (out_root or ctx.run_dir / "reconstructions") / "embedding_map"
+    fitted = rec.embedding_map is None
+    if fit_backend_map(ctx, rec, map_folder) is not None and fitted and out_root is None:
+        outputs.append("reconstructions/embedding_map/embedding_map.json")
     for kind in ctx.kinds:
         t0 = time.perf_counter()
         done = generate_kind(ctx, kind, settings, rec,
