@@ -277,8 +277,11 @@ def report_reconstruct(ctx: RunContext, report) -> None:
             continue
         report.add_heading(f"Reconstruction ({KIND_LABELS[kind]})")
         rows = []
-        cols = ["builtin_clip_2way", "shape_agreement", "colour_agreement", "pixcorr", "ssim",
-                "alexnet_2", "alexnet_5", "inception", "clip", "effnet", "swav", "fid"]
+        all_cols = ["builtin_clip_2way", "shape_agreement", "colour_agreement", "pixcorr",
+                    "ssim", "alexnet_2", "alexnet_5", "inception", "clip", "effnet", "swav",
+                    "fid"]
+        # a column only for a metric some route has (the others are listed below the table)
+        cols = [c for c in all_cols if any((m.get(r) or {}).get(c) is not None for r in ROUTES)]
         for route, label in ROUTES.items():
             e = m.get(route)
             if not e:
@@ -287,7 +290,7 @@ def report_reconstruct(ctx: RunContext, report) -> None:
             for c in cols:
                 v = e.get(c)
                 if v is None:
-                    row[c] = "n/a"
+                    row[c] = "—"
                 elif f"{c}_ci" in e:
                     lo, hi = e[f"{c}_ci"]
                     row[c] = f"{v:.3f} [{lo:.3f}, {hi:.3f}]"
@@ -299,13 +302,19 @@ def report_reconstruct(ctx: RunContext, report) -> None:
             "images). 2-way: built-in CLIP, np.corrcoef protocol (chance 0.5); agreement: the "
             "largest object's shape / colour read zero-shot by the built-in CLIP in the "
             "reconstruction and in the seen image; PixCorr/SSIM at 425 px (MindEye2); "
-            "effnet/swav are correlation distances (lower is better); n/a: the network's "
-            "weights were not given (reconstruct.metric_weights)."))
-        unavailable = sorted({f"{c}: {m['ceiling'].get(c + '_unavailable')}" for c in cols
-                              if m.get("ceiling", {}).get(c) is None
-                              and m['ceiling'].get(c + '_unavailable')})
-        if unavailable:
-            report.add_text("Unavailable metrics — " + "; ".join(unavailable))
+            "effnet/swav are correlation distances (lower is better)."))
+        missing = [c for c in all_cols if c not in cols]
+        if missing:
+            no_weights = [c for c in missing if "weights" in str(
+                m["ceiling"].get(f"{c}_unavailable", ""))]
+            parts = []
+            if no_weights:
+                parts.append(f"{', '.join(no_weights)}: no local weights of their networks "
+                             "(reconstruct.metric_weights; nothing is downloaded)")
+            for c in missing:
+                if c not in no_weights:
+                    parts.append(f"{c}: {m['ceiling'].get(f'{c}_unavailable', 'unavailable')}")
+            report.add_text("Not computed — " + "; ".join(parts))
         report.add_text(f"Scored: {m['scored']}. Unlike MindEye2's final table, no image is "
                         "a blend of enhanced and blurry images.", note=True)
         # the grid: the first subject's first test images
