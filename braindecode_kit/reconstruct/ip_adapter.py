@@ -32,8 +32,16 @@ from typing import Any
 import numpy as np
 
 from .._checks import check_float, check_int, check_option, check_type
-from .._logging import progress
-from .base import DTYPES, ReconstructionBackend, as_embeddings
+from ._diffusers import (
+    check_generate_args,
+    image_size,
+    load_pipeline,
+    negative_embedding,
+    place_pipeline,
+    reject_init_images,
+    run_batches,
+)
+from .base import DTYPES, ReconstructionBackend
 
 __all__ = ["IPAdapterBackend"]
 
@@ -43,41 +51,6 @@ DEFAULT_GUIDANCE = 7.5
 _RESERVED = ("prompt", "prompt_embeds", "negative_prompt", "ip_adapter_image",
              "ip_adapter_image_embeds", "generator", "output_type", "return_dict", "latents",
              "num_images_per_prompt", "height", "width")
-
-
-def _load_pipeline(model: Any, dtype: str, what: str):
-    """A ``StableDiffusionPipeline``: the object itself, or read from a local folder or the
-    local Hugging Face cache (``local_files_only=True``: nothing is downloaded), without
-    its safety checker."""
-    import torch
-    from diffusers import StableDiffusionPipeline
-
-    if isinstance(model, StableDiffusionPipeline):
-        return model, f"<{type(model).__name__} object>"
-    if not isinstance(model, (str, Path)):
-        raise TypeError(f"The 'model' parameter must be a hub id, a local folder or a "
-                        f"StableDiffusionPipeline, but got {type(model).__name__}.")
-    local = Path(model).expanduser()
-    source = str(local) if local.is_dir() else str(model)
-    try:
-        pipe = StableDiffusionPipeline.from_pretrained(
-            source, local_files_only=True, dtype=getattr(torch, dtype), safety_checker=None,
-            requires_safety_checker=False)
-    except (OSError, ValueError) as err:
-        raise FileNotFoundError(
-            f"Could not load the {what} pipeline {str(model)!r}: it is neither a local folder of "
-            "a StableDiffusionPipeline (saved with save_pretrained) nor in the local Hugging "
-            "Face cache. Nothing is downloaded here (local_files_only=True, as with "
-            "HF_HUB_OFFLINE=1): download it once on a machine with network access "
-            f"(`hf download {model}`) or pass its folder. ({err})") from err
-    return pipe, str(model)
-
-
-def _generators(seeds: list[int]):
-    """One CPU generator per image (the same noise on any device, in any batch)."""
-    import torch
-
-    return [torch.Generator(device="cpu").manual_seed(int(s) % (2 ** 63)) for s in seeds]
 
 
 class IPAdapterBackend(ReconstructionBackend):
@@ -137,7 +110,7 @@ class IPAdapterBackend(ReconstructionBackend):
                  negative_prompt: str | None = None, negative_image_embeds: Any = None,
                  height: int | None = None, width: int | None = None,
                  embed_norm: float | None = None) -> None:
-        import torch
+        from diffusers import StableDiffusionPipeline
         from diffusers.models.embeddings import ImageProjection, MultiIPAdapterImageProjection
 
         check_option("dtype", dtype, DTYPES)
@@ -150,7 +123,10 @@ class IPAdapterBackend(ReconstructionBackend):
         check_int("height", height, lo=8, allow_none=True)
         check_int("width", width, lo=8, allow_none=True)
         check_float("embed_norm", embed_norm, lo=0.0, lo_open=True, allow_none=True)
-        self.pipe, self.model_id = _load_pipeline(model, dtype, "Stable Diffusion")
+        # without its safety checker, whose black images would be scored as reconstructions
+        self.pipe, self.model_id = load_pipeline(model, dtype, "Stable Diffusion",
+                                                 StableDiffusionPipeline, safety_checker=None,
+                                                 requires_safety_checker=False)
         if ip_adapter is not None:
             if not isinstance(ip_adapter, (str, Path)):
                 raise TypeError(f"The 'ip_adapter' parameter must be a hub id or a local "
@@ -181,10 +157,7 @@ class IPAdapterBackend(ReconstructionBackend):
                              f"{type(layers[0]).__name__}: it takes CLIP hidden-state tokens "
                              "or face embeddings, not a pooled image embedding. Use a plain "
                              "IP-Adapter (e.g. ip-adapter_sd15.safetensors).")
-        if self.pipe.dtype != getattr(torch, dtype):
-            self.pipe.to(dtype=getattr(torch, dtype))
-        self.pipe.to(torch.device(device))
-        self.pipe.set_progress_bar_config(disable=True)
+        place_pipeline(self.pipe, device, dtype)
         self.pipe.set_ip_adapter_scale(scale)
         self.device = str(device)
         self.dtype = dtype
@@ -195,23 +168,8 @@ class IPAdapterBackend(ReconstructionBackend):
         self.negative_prompt = negative_prompt
         self.embed_norm = embed_norm
         self.embed_dim = int(layers[0].image_embeds.in_features)
-        if negative_image_embeds is None:
-            self.negative = np.zeros((1, self.embed_dim), np.float32)
-        else:
-            neg = as_embeddings(negative_image_embeds, self.embed_dim,
-                                name="negative_image_embeds", normalise=False)
-            if len(neg) != 1:
-                raise ValueError(f"'negative_image_embeds' must be one embedding (embed_dim,) "
-                                 f"or (1, embed_dim), shared by every image, but got shape "
-                                 f"{neg.shape}.")
-            self.negative = neg
-        default = int(self.pipe.unet.config.sample_size) * int(self.pipe.vae_scale_factor)
-        self.height = int(height or default)
-        self.width = int(width or default)
-        for side, v in (("height", self.height), ("width", self.width)):
-            if v % 8:
-                raise ValueError(f"Invalid value for the {side!r} parameter: Stable Diffusion "
-                                 f"needs a multiple of 8, but got {v}.")
+        self.negative = negative_embedding(negative_image_embeds, self.embed_dim)
+        self.height, self.width = image_size(self.pipe, height, width, "Stable Diffusion")
 
     def describe(self) -> dict[str, Any]:
         return {"backend": self.name, "model": self.model_id,
@@ -265,37 +223,25 @@ class IPAdapterBackend(ReconstructionBackend):
         -------
         list of PIL.Image.Image
         """
-        if init_images is not None or strength != 1.0:
-            raise ValueError("The 'ip_adapter' backend takes no 'init_images'/'strength'.")
-        reserved = sorted(set(settings) & set(_RESERVED))
-        if reserved:
-            raise TypeError(f"The 'ip_adapter' backend sets {reserved} itself; they cannot be "
-                            "passed as settings.")
-        X = as_embeddings(embeddings, self.embed_dim, normalise=False)
-        seeds = [int(s) for s in seeds]
-        if len(seeds) != len(X):
-            raise ValueError(f"'seeds' must hold one seed per embedding ({len(X)}), but got "
-                             f"{len(seeds)}.")
-        steps = check_int("num_inference_steps", DEFAULT_STEPS if num_inference_steps
-                          is None else num_inference_steps, lo=1)
-        gs = check_float("guidance_scale", DEFAULT_GUIDANCE if guidance_scale is None
-                         else guidance_scale, lo=0.0)
-        batch_size = check_int("batch_size", batch_size, lo=1)
-        if self.embed_norm is not None:
-            X = as_embeddings(X) * np.float32(self.embed_norm)
-        out: list = []
-        starts = range(0, len(X), batch_size)
-        for s in progress(starts, total=len(starts), desc="ip_adapter"):
-            b = len(X[s:s + batch_size])
-            out += self._call(
-                self.image_embeds(X[s:s + b], gs), b, guided=self._guided(gs),
+        reject_init_images("ip_adapter", init_images, strength)
+        X, seeds, steps, gs, batch_size = check_generate_args(
+            "ip_adapter", embeddings, self.embed_dim, seeds=seeds,
+            num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
+            batch_size=batch_size, settings=settings, reserved=_RESERVED,
+            default_steps=DEFAULT_STEPS, default_guidance=DEFAULT_GUIDANCE)
+
+        def call(start: int, x: np.ndarray, gens: list) -> list:
+            b = len(x)
+            return self._call(
+                self.image_embeds(x, gs), b, guided=self._guided(gs),
                 prompt=[self.prompt] * b,
                 negative_prompt=None if self.negative_prompt is None
                 else [self.negative_prompt] * b,
-                generator=_generators(seeds[s:s + b]), num_inference_steps=steps,
+                generator=gens, num_inference_steps=steps,
                 guidance_scale=gs, height=self.height, width=self.width, output_type="pil",
                 **settings).images
-        return out
+
+        return run_batches(X, seeds, batch_size, "ip_adapter", self.embed_norm, call)
 
     def _call(self, embeds: list, b: int, *, guided: bool, **kwargs: Any):
         """Call the pipeline with ``embeds`` handed to the UNet as they are (see the

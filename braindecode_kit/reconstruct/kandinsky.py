@@ -21,14 +21,19 @@ does not depend on its batch.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .._checks import check_float, check_int, check_option
-from .._logging import progress
-from .base import DTYPES, ReconstructionBackend, as_embeddings
+from ._diffusers import (
+    check_generate_args,
+    load_pipeline,
+    negative_embedding,
+    place_pipeline,
+    run_batches,
+)
+from .base import DTYPES, ReconstructionBackend
 
 __all__ = ["KandinskyBackend"]
 
@@ -38,39 +43,6 @@ DEFAULT_STEPS = 50
 DEFAULT_GUIDANCE = 4.0
 _RESERVED = ("image", "image_embeds", "negative_image_embeds", "generator", "output_type",
              "return_dict", "latents", "num_images_per_prompt", "height", "width", "strength")
-
-
-def _load_pipeline(model: Any, dtype: str, what: str):
-    """A ``KandinskyV22Pipeline``: the object itself, or read from a local folder or the
-    local Hugging Face cache (``local_files_only=True``: nothing is downloaded)."""
-    import torch
-    from diffusers import KandinskyV22Pipeline
-
-    if isinstance(model, KandinskyV22Pipeline):
-        return model, f"<{type(model).__name__} object>"
-    if not isinstance(model, (str, Path)):
-        raise TypeError(f"The 'model' parameter must be a hub id, a local folder or a "
-                        f"KandinskyV22Pipeline, but got {type(model).__name__}.")
-    local = Path(model).expanduser()
-    source = str(local) if local.is_dir() else str(model)
-    try:
-        pipe = KandinskyV22Pipeline.from_pretrained(source, local_files_only=True,
-                                                    dtype=getattr(torch, dtype))
-    except (OSError, ValueError) as err:
-        raise FileNotFoundError(
-            f"Could not load the {what} pipeline {str(model)!r}: it is neither a local folder of "
-            "a KandinskyV22Pipeline (saved with save_pretrained) nor in the local Hugging Face "
-            "cache. Nothing is downloaded here (local_files_only=True, as with "
-            "HF_HUB_OFFLINE=1): download it once on a machine with network access "
-            f"(`hf download {model}`) or pass its folder. ({err})") from err
-    return pipe, str(model)
-
-
-def _generators(seeds: list[int]):
-    """One CPU generator per image (the same noise on any device, in any batch)."""
-    import torch
-
-    return [torch.Generator(device="cpu").manual_seed(int(s) % (2 ** 63)) for s in seeds]
 
 
 def _as_pil_images(images: Any) -> list:
@@ -132,15 +104,13 @@ class KandinskyBackend(ReconstructionBackend):
     def __init__(self, model: Any, device: str = "cpu", dtype: str = "float32",
                  negative_image_embeds: Any = None, height: int = 512, width: int = 512,
                  embed_norm: float | None = None) -> None:
-        import torch
-
         check_option("dtype", dtype, DTYPES)
         check_float("embed_norm", embed_norm, lo=0.0, lo_open=True, allow_none=True)
-        self.pipe, self.model_id = _load_pipeline(model, dtype, "Kandinsky 2.2 decoder")
-        if self.pipe.dtype != getattr(torch, dtype):
-            self.pipe.to(dtype=getattr(torch, dtype))
-        self.pipe.to(torch.device(device))
-        self.pipe.set_progress_bar_config(disable=True)
+        from diffusers import KandinskyV22Pipeline
+
+        self.pipe, self.model_id = load_pipeline(model, dtype, "Kandinsky 2.2 decoder",
+                                                 KandinskyV22Pipeline)
+        place_pipeline(self.pipe, device, dtype)
         self.device = str(device)
         self.dtype = dtype
         self.embed_norm = embed_norm
@@ -153,16 +123,7 @@ class KandinskyBackend(ReconstructionBackend):
                                  f"a multiple of {step} (its MoVQ scale factor squared), but got "
                                  f"{v}.")
         self.height, self.width = int(height), int(width)
-        if negative_image_embeds is None:
-            self.negative = np.zeros((1, self.embed_dim), np.float32)
-        else:
-            neg = as_embeddings(negative_image_embeds, self.embed_dim,
-                                name="negative_image_embeds", normalise=False)
-            if len(neg) != 1:
-                raise ValueError(f"'negative_image_embeds' must be one embedding (embed_dim,) "
-                                 f"or (1, embed_dim), shared by every image, but got shape "
-                                 f"{neg.shape}.")
-            self.negative = neg
+        self.negative = negative_embedding(negative_image_embeds, self.embed_dim)
         self._img2img = None
 
     def describe(self) -> dict[str, Any]:
@@ -212,20 +173,11 @@ class KandinskyBackend(ReconstructionBackend):
         """
         import torch
 
-        reserved = sorted(set(settings) & set(_RESERVED))
-        if reserved:
-            raise TypeError(f"The 'kandinsky' backend sets {reserved} itself; they cannot be "
-                            "passed as settings.")
-        X = as_embeddings(embeddings, self.embed_dim, normalise=False)
-        seeds = [int(s) for s in seeds]
-        if len(seeds) != len(X):
-            raise ValueError(f"'seeds' must hold one seed per embedding ({len(X)}), but got "
-                             f"{len(seeds)}.")
-        steps = check_int("num_inference_steps", DEFAULT_STEPS if num_inference_steps
-                          is None else num_inference_steps, lo=1)
-        gs = check_float("guidance_scale", DEFAULT_GUIDANCE if guidance_scale is None
-                         else guidance_scale, lo=0.0)
-        batch_size = check_int("batch_size", batch_size, lo=1)
+        X, seeds, steps, gs, batch_size = check_generate_args(
+            "kandinsky", embeddings, self.embed_dim, seeds=seeds,
+            num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
+            batch_size=batch_size, settings=settings, reserved=_RESERVED,
+            default_steps=DEFAULT_STEPS, default_guidance=DEFAULT_GUIDANCE)
         strength = check_float("strength", strength, lo=0.0, hi=1.0)
         init = None
         if init_images is not None and strength < 1.0:
@@ -236,23 +188,20 @@ class KandinskyBackend(ReconstructionBackend):
             if int(steps * strength) < 1:
                 raise ValueError(f"strength={strength} with num_inference_steps={steps} runs no "
                                  "sampling step (int(steps * strength) must be >= 1).")
-        if self.embed_norm is not None:
-            X = as_embeddings(X) * np.float32(self.embed_norm)
         dt = self.pipe.unet.dtype
-        out: list = []
-        starts = range(0, len(X), batch_size)
-        for s in progress(starts, total=len(starts), desc="kandinsky"):
-            emb = torch.from_numpy(X[s:s + batch_size]).to(self.pipe.device, dt)
+
+        def call(start: int, x: np.ndarray, gens: list) -> list:
+            emb = torch.from_numpy(x).to(self.pipe.device, dt)
             b = len(emb)
             kwargs = dict(image_embeds=emb,
                           negative_image_embeds=torch.from_numpy(self.negative).to(
                               self.pipe.device, dt).repeat(b, 1),
-                          generator=_generators(seeds[s:s + b]), num_inference_steps=steps,
+                          generator=gens, num_inference_steps=steps,
                           guidance_scale=gs, height=self.height, width=self.width,
                           output_type="pil", **settings)
             if init is None:
-                out += self.pipe(**kwargs).images
-            else:
-                out += self._img2img_pipeline()(image=init[s:s + b], strength=strength,
-                                                **kwargs).images
-        return out
+                return self.pipe(**kwargs).images
+            return self._img2img_pipeline()(image=init[start:start + b], strength=strength,
+                                            **kwargs).images
+
+        return run_batches(X, seeds, batch_size, "kandinsky", self.embed_norm, call)

@@ -20,14 +20,20 @@ embedding noise and the initial latents, so an image does not depend on its batc
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .._checks import check_float, check_int, check_option, check_type
-from .._logging import progress
-from .base import DTYPES, ReconstructionBackend, as_embeddings
+from ._diffusers import (
+    check_generate_args,
+    image_size,
+    load_pipeline,
+    place_pipeline,
+    reject_init_images,
+    run_batches,
+)
+from .base import DTYPES, ReconstructionBackend
 
 __all__ = ["UnCLIPBackend"]
 
@@ -37,39 +43,6 @@ DEFAULT_GUIDANCE = 10.0
 _RESERVED = ("image", "image_embeds", "prompt", "prompt_embeds", "negative_prompt",
              "generator", "output_type", "return_dict", "latents", "num_images_per_prompt",
              "height", "width")
-
-
-def _load_pipeline(model: Any, dtype: str, what: str):
-    """A ``StableUnCLIPImg2ImgPipeline``: the object itself, or read from a local folder or
-    the local Hugging Face cache (``local_files_only=True``: nothing is downloaded)."""
-    import torch
-    from diffusers import StableUnCLIPImg2ImgPipeline
-
-    if isinstance(model, StableUnCLIPImg2ImgPipeline):
-        return model, f"<{type(model).__name__} object>"
-    if not isinstance(model, (str, Path)):
-        raise TypeError(f"The 'model' parameter must be a hub id, a local folder or a "
-                        f"StableUnCLIPImg2ImgPipeline, but got {type(model).__name__}.")
-    local = Path(model).expanduser()
-    source = str(local) if local.is_dir() else str(model)
-    try:
-        pipe = StableUnCLIPImg2ImgPipeline.from_pretrained(
-            source, local_files_only=True, dtype=getattr(torch, dtype))
-    except (OSError, ValueError) as err:
-        raise FileNotFoundError(
-            f"Could not load the {what} pipeline {str(model)!r}: it is neither a local folder of "
-            "a StableUnCLIPImg2ImgPipeline (saved with save_pretrained) nor in the local "
-            "Hugging Face cache. Nothing is downloaded here (local_files_only=True, as with "
-            "HF_HUB_OFFLINE=1): download it once on a machine with network access "
-            f"(`hf download {model}`) or pass its folder. ({err})") from err
-    return pipe, str(model)
-
-
-def _generators(seeds: list[int]):
-    """One CPU generator per image (the same noise on any device, in any batch)."""
-    import torch
-
-    return [torch.Generator(device="cpu").manual_seed(int(s) % (2 ** 63)) for s in seeds]
 
 
 class UnCLIPBackend(ReconstructionBackend):
@@ -117,8 +90,6 @@ class UnCLIPBackend(ReconstructionBackend):
                  noise_level: int = 0, prompt: str = "", negative_prompt: str | None = None,
                  height: int | None = None, width: int | None = None,
                  embed_norm: float | None = None) -> None:
-        import torch
-
         check_option("dtype", dtype, DTYPES)
         check_type("prompt", prompt, str)
         if negative_prompt is not None:
@@ -126,11 +97,11 @@ class UnCLIPBackend(ReconstructionBackend):
         check_int("height", height, lo=8, allow_none=True)
         check_int("width", width, lo=8, allow_none=True)
         check_float("embed_norm", embed_norm, lo=0.0, lo_open=True, allow_none=True)
-        self.pipe, self.model_id = _load_pipeline(model, dtype, "Stable unCLIP")
-        if self.pipe.dtype != getattr(torch, dtype):
-            self.pipe.to(dtype=getattr(torch, dtype))
-        self.pipe.to(torch.device(device))
-        self.pipe.set_progress_bar_config(disable=True)
+        from diffusers import StableUnCLIPImg2ImgPipeline
+
+        self.pipe, self.model_id = load_pipeline(model, dtype, "Stable unCLIP",
+                                                 StableUnCLIPImg2ImgPipeline)
+        place_pipeline(self.pipe, device, dtype)
         self.device = str(device)
         self.dtype = dtype
         n_noise = int(self.pipe.image_noising_scheduler.config.num_train_timesteps)
@@ -146,13 +117,7 @@ class UnCLIPBackend(ReconstructionBackend):
                 f"takes {self.embed_dim}-d embeddings, so its UNet's class embedding should take "
                 f"{2 * self.embed_dim} (embedding + noise-level embedding), but "
                 f"projection_class_embeddings_input_dim is {want}.")
-        default = int(self.pipe.unet.config.sample_size) * int(self.pipe.vae_scale_factor)
-        self.height = int(height or default)
-        self.width = int(width or default)
-        for side, v in (("height", self.height), ("width", self.width)):
-            if v % 8:
-                raise ValueError(f"Invalid value for the {side!r} parameter: Stable unCLIP needs "
-                                 f"a multiple of 8, but got {v}.")
+        self.height, self.width = image_size(self.pipe, height, width, "Stable unCLIP")
 
     def describe(self) -> dict[str, Any]:
         return {"backend": self.name, "model": self.model_id,
@@ -212,40 +177,28 @@ class UnCLIPBackend(ReconstructionBackend):
         """
         import torch
 
-        if init_images is not None or strength != 1.0:
-            raise ValueError("The 'unclip' backend takes no 'init_images'/'strength': "
-                             "StableUnCLIPImg2ImgPipeline's 'image' is only encoded to a CLIP "
-                             "embedding, not used as a starting image.")
-        reserved = sorted(set(settings) & set(_RESERVED))
-        if reserved:
-            raise TypeError(f"The 'unclip' backend sets {reserved} itself; they cannot be "
-                            "passed as settings.")
-        X = as_embeddings(embeddings, self.embed_dim, normalise=False)
-        seeds = [int(s) for s in seeds]
-        if len(seeds) != len(X):
-            raise ValueError(f"'seeds' must hold one seed per embedding ({len(X)}), but got "
-                             f"{len(seeds)}.")
-        steps = check_int("num_inference_steps", DEFAULT_STEPS if num_inference_steps
-                          is None else num_inference_steps, lo=1)
-        gs = check_float("guidance_scale", DEFAULT_GUIDANCE if guidance_scale is None
-                         else guidance_scale, lo=0.0)
-        batch_size = check_int("batch_size", batch_size, lo=1)
+        reject_init_images("unclip", init_images, strength,
+                           "StableUnCLIPImg2ImgPipeline's 'image' is only encoded to a CLIP "
+                           "embedding, not used as a starting image.")
+        X, seeds, steps, gs, batch_size = check_generate_args(
+            "unclip", embeddings, self.embed_dim, seeds=seeds,
+            num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
+            batch_size=batch_size, settings=settings, reserved=_RESERVED,
+            default_steps=DEFAULT_STEPS, default_guidance=DEFAULT_GUIDANCE)
         n_noise = int(self.pipe.image_noising_scheduler.config.num_train_timesteps)
         level = check_int("noise_level", self.noise_level if noise_level is None
                           else noise_level, lo=0, hi=n_noise - 1)
-        if self.embed_norm is not None:
-            X = as_embeddings(X) * np.float32(self.embed_norm)
         dt = self.pipe.unet.dtype
-        out: list = []
-        starts = range(0, len(X), batch_size)
-        for s in progress(starts, total=len(starts), desc="unclip"):
-            emb = torch.from_numpy(X[s:s + batch_size]).to(self.pipe.device, dt)
+
+        def call(start: int, x: np.ndarray, gens: list) -> list:
+            emb = torch.from_numpy(x).to(self.pipe.device, dt)
             b = len(emb)
-            out += self.pipe(
+            return self.pipe(
                 prompt=[self.prompt] * b,
                 negative_prompt=None if self.negative_prompt is None
                 else [self.negative_prompt] * b,
-                image_embeds=emb, noise_level=level, generator=_generators(seeds[s:s + b]),
+                image_embeds=emb, noise_level=level, generator=gens,
                 num_inference_steps=steps, guidance_scale=gs, height=self.height,
                 width=self.width, output_type="pil", **settings).images
-        return out
+
+        return run_batches(X, seeds, batch_size, "unclip", self.embed_norm, call)
