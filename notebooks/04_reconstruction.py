@@ -78,10 +78,10 @@ show([list(seen[:6]), images[:6]], ["seen", "from true embedding"])
 
 # %% [markdown]
 # ## 2. Image metrics
-# `image_metrics` returns one entry per metric of MindEye2's table. PixCorr, SSIM, the
-# built-in CLIP 2-way identification and FID (on the built-in CLIP's features) are always
-# there; AlexNet, Inception, CLIP ViT-L/14, EfficientNet and SwAV need their weights as
-# local files (nothing is downloaded), and say so when they are missing.
+# `image_metrics` returns one entry per metric of MindEye2's table. PixCorr, SSIM and the
+# built-in CLIP 2-way identification are always there; FID (on the built-in CLIP's 128-d
+# features) needs more than 128 images; AlexNet, Inception, CLIP ViT-L/14, EfficientNet and
+# SwAV need their weights as local files (nothing is downloaded). Each missing one says why.
 
 # %%
 m = image_metrics(seen, images)
