@@ -99,6 +99,10 @@ def _cmd_train_builtin(args: argparse.Namespace) -> int:
     kwargs = {"seed": args.seed}
     if args.steps is not None:
         kwargs["steps"] = args.steps
+    if args.device is not None:
+        if args.model != "image-decoder":
+            raise SystemExit("braindecode-kit train-builtin: --device is for image-decoder only")
+        kwargs["device"] = args.device
     train(args.out, verbose=args.verbose, **kwargs)
     return 0
 
@@ -189,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train-builtin", help="retrain a built-in model of the world")
     p.add_argument("model", choices=["clip", "captioner", "image-decoder"])
+    p.add_argument("--device", default=None, help="image-decoder: torch device (e.g. cuda)")
     p.add_argument("--out", required=True, help="folder for the weights")
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)

@@ -425,6 +425,7 @@ def train_builtin_image_decoder(
     n_ceiling: int = 500,
     checkpoint_every: int = 100,
     threads: int | None = None,
+    device: str = "cpu",
     verbose: bool | str | int | None = None,
 ) -> dict[str, Any]:
     """Train the built-in image generator on the built-in world and write its files.
@@ -459,6 +460,10 @@ def train_builtin_image_decoder(
         Steps between resumable checkpoints.
     threads : int | None
         torch threads (None: leave as is).
+    device : str
+        Torch device of the training (``"cuda"`` on a GPU machine); batches, noise and
+        timesteps are drawn on the CPU from the step's seed, so a run is the same sequence
+        on any device (up to the device's arithmetic).
     %(verbose)s
 
     Returns
@@ -485,7 +490,7 @@ def train_builtin_image_decoder(
     config = json.loads(json.dumps(BUILTIN_IMAGE_DECODER_CONFIG))
     p, d = config["patch"], config["embed_dim"]
     torch.manual_seed(seed)
-    module = build_image_decoder(config)
+    module = build_image_decoder(config).to(device)
     n_params = sum(q.numel() for q in module.parameters())
     logger.info("built-in image generator: %d parameters", n_params)
     embedder = Embedder("builtin")
@@ -509,11 +514,12 @@ def train_builtin_image_decoder(
     if (ckpt / "state.json").is_file():
         state = json.loads((ckpt / "state.json").read_text())
         if state.get("recipe") == recipe and state.get("config") == config:
-            module.load_state_dict(load_file(ckpt / "model.safetensors"))
-            shadow = load_file(ckpt / "ema.safetensors")
+            module.load_state_dict(load_file(ckpt / "model.safetensors", device=device))
+            shadow = load_file(ckpt / "ema.safetensors", device=device)
             ema.shadow_params = [shadow[str(i)] for i in range(len(shadow))]
             ema.optimization_step = state["step"]
-            opt.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=True))
+            opt.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=True,
+                                           map_location=device))
             lr_sched.load_state_dict(state["lr_sched"])
             start, history = state["step"], state["history"]
             logger.info("resuming built-in image generator training at step %d", start)
@@ -521,10 +527,10 @@ def train_builtin_image_decoder(
     def checkpoint(step: int) -> None:
         tmp = ckpt.with_name(ckpt.name + ".tmp")
         tmp.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.contiguous() for k, v in module.state_dict().items()},
+        save_file({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()},
                   str(tmp / "model.safetensors"))
-        save_file({str(i): v.contiguous() for i, v in enumerate(ema.shadow_params)},
-                  str(tmp / "ema.safetensors"))
+        save_file({str(i): v.detach().cpu().contiguous()
+                   for i, v in enumerate(ema.shadow_params)}, str(tmp / "ema.safetensors"))
         torch.save(opt.state_dict(), tmp / "optimizer.pt")
         write_json_atomic(tmp / "state.json", {"step": step, "recipe": recipe, "config": config,
                                                "lr_sched": lr_sched.state_dict(),
@@ -540,7 +546,7 @@ def train_builtin_image_decoder(
             tmp.rename(ckpt)
 
     def ema_module():
-        m = build_image_decoder(config)
+        m = build_image_decoder(config).to(device)
         m.load_state_dict(module.state_dict())
         ema.copy_to(m.parameters())
         return m.eval()
@@ -562,7 +568,8 @@ def train_builtin_image_decoder(
         a = alphas[t].view(-1, 1, 1, 1)
         xt = a.sqrt() * x0 + (1 - a).sqrt() * eps
         target = _target(config, x0, eps, a)
-        loss = torch.nn.functional.mse_loss(module(xt, t, emb), target)
+        loss = torch.nn.functional.mse_loss(
+            module(xt.to(device), t.to(device), emb.to(device)), target.to(device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)
@@ -573,14 +580,14 @@ def train_builtin_image_decoder(
         if done % eval_every == 0 or done == steps:
             figs = ceiling_figures(ema_module(), config, val_world, val_images, val_E, embedder,
                                    seed=seed, num_inference_steps=defaults["num_inference_steps"],
-                                   guidance_scale=defaults["guidance_scale"])
+                                   guidance_scale=defaults["guidance_scale"], device=device)
             history.append({"step": done, "loss": round(loss.item(), 4),
                             **{k: round(v, 4) for k, v in figs.items()
                                if isinstance(v, float)}})
             logger.info("step %d loss %.4f %s", done, loss.item(), history[-1])
         if done % checkpoint_every == 0 and done < steps:
             checkpoint(done)
-    final = ema_module()
+    final = ema_module().cpu()
     write_image_decoder(out_dir, final, config=config, dtype="float16")
     # the ceiling of the shipped (float16) weights, on images never seen in training
     shipped, _ = load_image_decoder(out_dir)

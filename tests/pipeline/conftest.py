@@ -67,6 +67,7 @@ def comparable(metrics: dict[str, Any]) -> dict[str, Any]:
         if sim:
             sim.pop("seconds", None)
             sim.pop("root", None)
+        m.get(kind, {}).get("reconstruct", {}).pop("timing", None)  # images per second
     return m
 
 

@@ -30,7 +30,10 @@ ACCELERATE = Path(sys.executable).with_name("accelerate")
 TRAINED = re.compile(r"^fmri\.(train\.|decoder\.|per_subject\.[^.]+\.decoder\.|"
                      r"new_subject\.(adapted|scratch|learning_curve)|"
                      r"caption\.(decoder|decoder_minus_ridge|brain_over_captioner|"
-                     r"shape_named_over_chance)\b)|^summary\.decoder_top1$")
+                     r"shape_named_over_chance)\b|"
+                     # reconstructions from the decoder's embeddings (the ceiling, ridge and
+                     # chance routes must match: images sharded over the 2 processes)
+                     r"reconstruct\.decoder)|^summary\.decoder_top1$")
 
 
 def _free_port() -> int:

@@ -10,7 +10,7 @@ from braindecode_kit.pipeline import Stage, load_config, plan
 from braindecode_kit.pipeline._base import ALL_OTHERS, STAGES, stage
 
 DEMO_ORDER = ["stimuli", "embed", "simulate_fmri", "load_fmri", "train", "ridge",
-              "new_subject", "evaluate", "caption", "report"]
+              "new_subject", "evaluate", "caption", "reconstruct", "report"]
 
 
 def _noop(ctx):

@@ -116,8 +116,13 @@ def child_env(**extra: str) -> dict[str, str]:
 
 
 def summaries(stdout: str) -> list[dict]:
-    return [json.loads(line[len("SUMMARY "):]) for line in stdout.splitlines()
-            if line.startswith("SUMMARY ")]
+    """Every ``SUMMARY {json}`` printed (two ranks may write into one line of the pipe)."""
+    decoder, out, i = json.JSONDecoder(), [], stdout.find("SUMMARY ")
+    while i >= 0:
+        obj, end = decoder.raw_decode(stdout, i + len("SUMMARY "))
+        out.append(obj)
+        i = stdout.find("SUMMARY ", end)
+    return out
 
 
 @pytest.fixture(scope="module")

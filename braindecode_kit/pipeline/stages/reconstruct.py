@@ -221,8 +221,15 @@ def score_kind(ctx: RunContext, kind: str, done: dict[str, Any], settings) -> di
                 entry[name] = float(np.mean(vals))
             else:
                 entry[name] = None
-                entry[f"{name}_unavailable"] = next(
-                    t[name].get("unavailable") for t in tables if t[name].get("value") is None)
+                why = next(t[name].get("unavailable") for t in tables
+                           if t[name].get("value") is None)
+                # the full reason (with the file and cache paths looked in) is logged; the
+                # metrics keep what does not depend on the machine
+                if "no weights" in why:
+                    logger.info("%s not computed: %s", name, why)
+                    why = ("no local weights of its network (reconstruct.metric_weights; "
+                           "nothing is downloaded)")
+                entry[f"{name}_unavailable"] = why
         entry["n_images"] = int(sum(len(ids) for ids, _ in groups))
         items[route] = {k: np.concatenate(v) for k, v in per_item.items()}
         return entry
@@ -305,7 +312,7 @@ def report_reconstruct(ctx: RunContext, report) -> None:
             "effnet/swav are correlation distances (lower is better)."))
         missing = [c for c in all_cols if c not in cols]
         if missing:
-            no_weights = [c for c in missing if "weights" in str(
+            no_weights = [c for c in missing if "local weights" in str(
                 m["ceiling"].get(f"{c}_unavailable", ""))]
             parts = []
             if no_weights:
