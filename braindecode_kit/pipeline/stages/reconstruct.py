@@ -230,6 +230,20 @@ def score_kind(ctx: RunContext, kind: str, done: dict[str, Any], settings) -> di
                     why = ("no local weights of its network (reconstruct.metric_weights; "
                            "nothing is downloaded)")
                 entry[f"{name}_unavailable"] = why
+        if len(groups) > 1 and entry.get("fid") is None:
+            # FID needs more images than feature dimensions: pooled over subjects (the
+            # per-subject sets are too small at the demo's size)
+            from ...evaluate.image_metrics import frechet_distance
+
+            pooled = frechet_distance(
+                np.concatenate([seen_all[[pos[i] for i in ids]] for ids, _ in groups]),
+                [im for _, rec in groups for im in rec], embedder=embedder)
+            entry["fid"] = pooled.get("value")
+            if entry["fid"] is None:
+                entry["fid_unavailable"] = pooled.get("unavailable")
+            else:
+                entry.pop("fid_unavailable", None)
+                entry["fid_pooled_over_subjects"] = True
         entry["n_images"] = int(sum(len(ids) for ids, _ in groups))
         items[route] = {k: np.concatenate(v) for k, v in per_item.items()}
         return entry
