@@ -146,5 +146,5 @@ out = tempfile.mkdtemp()
 jobs = [ImageJob(f"world/{sid}", x) for sid, x in zip(world.ids[:16], X[:16])]
 first = reconstruct_batch(rec, jobs, f"{out}/batch", batch_size=8)
 again = reconstruct_batch(rec, jobs, f"{out}/batch", batch_size=8)
-{"first call": first["n_generated"], "second call": again["n_generated"],
+{"first call": first["n_generated_this_call"], "second call": again["n_generated_this_call"],
  "images": len(load_batch_images(f"{out}/batch"))}
