@@ -21,7 +21,12 @@ is read, not halfway through a run:
   and :func:`braindecode_kit.io.load_meg` (``seeg.*`` likewise for sEEG);
 - ``meg.decoder:`` / ``meg.train:`` (and ``seeg.*``) — overrides of the ``decoder:`` and
   ``train:`` sections for that kind's decoder (same keys; a sensor kind has its own
-  defaults, e.g. ``meg.decoder.adapter: spatial_attention``, ``encoder: conv``).
+  defaults, e.g. ``meg.decoder.adapter: spatial_attention``, ``encoder: conv``);
+- ``caption:`` — the keyword parameters of :class:`braindecode_kit.caption.Captioner` and
+  :func:`~braindecode_kit.evaluate.caption_metrics.caption_metrics`, plus the stage's own;
+- ``reconstruct:`` — the keyword parameters of
+  :class:`braindecode_kit.reconstruct.Reconstructor` (but ``seed``), plus the stage's own
+  (``strength``, ``n_stimuli``, ``n_examples``, ``metric_weights``, ``enabled``).
 
 Fields of the signature-generated sections are typed by the function's annotations
 (options written ``{"a", "b"}`` in its numpydoc are enforced) and documented by its
