@@ -562,8 +562,8 @@ class ReconstructConfig(_ReconstructSettings):  # type: ignore[valid-type,misc]
                                   "subject (the first in id order; null: every one)")
     n_examples: int = Field(6, ge=1, le=32, description="example rows per kind in the report")
     metric_weights: dict[str, str] | None = Field(
-        None, description="local weights files of the image-metric networks (metric name -> "
-                          "path: alexnet_2, alexnet_5, inception, clip, effnet, swav)")
+        None, description="local weights files of the image-metric networks (network -> "
+                          "path: alexnet, inception, clip, effnet, swav; nothing is downloaded)")
 
 
 class PipelineConfig(_Section):
