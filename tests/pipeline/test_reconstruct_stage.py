@@ -114,17 +114,23 @@ def test_reconstruct_command_refuses_what_is_not_a_finished_run(tmp_path, capsys
     assert "no manifest.json" in capsys.readouterr().err
 
 
-def test_a_diffusers_backend_in_another_clip_space_gets_a_fitted_map(run, tmp_path):
-    """A tiny Stable unCLIP on 16-d embeddings: the map from the run's 128-d CLIP space is
-    fitted on training stimuli (onto unCLIP's own image encoder) and saved with the run."""
+def _tiny_backends():
+    """tests/reconstruct/test_backends.py: the tiny pipelines built in code (as diffusers'
+    own tests do)."""
     import importlib.util
     from pathlib import Path
 
     spec = importlib.util.spec_from_file_location(
         "_tiny_backends", Path(__file__).parents[1] / "reconstruct" / "test_backends.py")
-    tiny = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tiny)  # the tiny pipelines built in code, as diffusers' tests do
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
+
+def test_a_diffusers_backend_in_another_clip_space_gets_a_fitted_map(run, tmp_path):
+    """A tiny Stable unCLIP on 16-d embeddings: the map from the run's 128-d CLIP space is
+    fitted on training stimuli (onto unCLIP's own image encoder) and saved with the run."""
+    tiny = _tiny_backends()
     _, out, _ = run
     tiny.tiny_unclip().save_pretrained(tmp_path / "unclip")
     result = reconstruct_run(out, name="unclip", backend="unclip", model=str(tmp_path / "unclip"),
@@ -137,3 +143,14 @@ def test_a_diffusers_backend_in_another_clip_space_gets_a_fitted_map(run, tmp_pa
     assert m["decoder"]["n_images"] == 4 and 0 <= m["decoder"]["builtin_clip_2way"] <= 1
     images = load_batch_images(folder / "fmri" / "decoder")
     assert len(images) == 4
+
+
+def test_a_backend_without_an_image_encoder_needs_a_map(run, tmp_path):
+    """Kandinsky 2.2's decoder pipeline has no image encoder to fit a map onto: without
+    reconstruct.embedding_map the run's 128-d embeddings are refused, with the fix named."""
+    tiny = _tiny_backends()
+    _, out, _ = run
+    tiny.tiny_kandinsky().save_pretrained(tmp_path / "kandinsky")
+    with pytest.raises(ValueError, match="embedding_map"):
+        reconstruct_run(out, name="kand", backend="kandinsky",
+                        model=str(tmp_path / "kandinsky"), num_inference_steps=2, n_stimuli=2)
