@@ -117,3 +117,53 @@ def test_the_shards_are_disjoint(distributed_run):
     assert seen[0] and seen[1]
     assert not seen[0] & seen[1]
     assert len(seen[0] | seen[1]) <= ranks[0]["n_train_trials"]
+
+
+def test_the_reconstruct_command_shards_a_finished_run_over_two_processes(tiny_reference,
+                                                                          tmp_path):
+    """``accelerate launch -m braindecode_kit.cli reconstruct --run``: every image made once,
+    by one rank, and the same images and metrics as one process makes."""
+    import shutil
+
+    from braindecode_kit.reconstruct.batch import load_batch_images
+
+    if not ACCELERATE.is_file():
+        pytest.skip("accelerate's launcher is not installed beside this Python")
+    ref_run, _ = tiny_reference
+    run = tmp_path / "run"
+    shutil.copytree(ref_run, run)  # the session's reference run stays as it was
+    (tmp_path / "hf_home").mkdir()
+    args = ["reconstruct", "--run", str(run), "--steps", "3", "--n-stimuli", "5", "-q"]
+    one = subprocess.run([sys.executable, "-m", "braindecode_kit.cli", *args, "--name", "one"],
+                         capture_output=True, text=True, timeout=600, env=child_env())
+    assert one.returncode == 0, one.stderr[-4000:]
+    cmd = [str(ACCELERATE), "launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "--main_process_port", str(_free_port()), "-m", "braindecode_kit.cli", *args,
+           "--name", "two"]
+    env = child_env(ACCELERATE_USE_CPU="1", CUDA_VISIBLE_DEVICES="",
+                    HF_HOME=str(tmp_path / "hf_home"))
+    two = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert two.returncode == 0, two.stderr[-4000:]
+    assert two.stdout.count("Reconstructions:") == 1  # one summary, by the main process
+    ranks = set()
+    for route in ("ceiling", "decoder", "decoder_lowlevel", "ridge"):
+        a = load_batch_images(run / "reconstructions" / "one" / "fmri" / route)
+        b = load_batch_images(run / "reconstructions" / "two" / "fmri" / route)
+        assert a.keys() == b.keys() and len(a) == 5
+        for k in a:
+            assert a[k].tobytes() == b[k].tobytes(), (route, k)
+        made = {}
+        for rec in (run / "reconstructions" / "two" / "fmri" / route / ".done").glob("*.json"):
+            r = read_json(rec)
+            ranks.add(r["rank"])
+            for key in r["keys"]:
+                assert key not in made, f"{key} made twice"
+                made[key] = r["rank"]
+        assert set(made) == set(a)
+    assert ranks == {0, 1}
+    m1 = read_json(run / "reconstructions" / "one" / "metrics.json")["metrics"]
+    m2 = read_json(run / "reconstructions" / "two" / "metrics.json")["metrics"]
+    for m in (m1, m2):
+        m["fmri"]["reconstruct"].pop("timing")
+    assert m1 == m2
