@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "check_device",
     "UnknownKeyError",
     "check_finite",
     "check_float",
@@ -142,3 +143,28 @@ def check_finite(name: str, array: np.ndarray) -> None:
                 f"{name} must contain only finite values, but found {int(bad.sum())} NaN or "
                 f"infinite value(s) (first at index {first})."
             )
+
+
+def check_device(device: Any) -> str:
+    """A torch device that exists here, as its string (``"cpu"``, ``"cuda:0"``, ...).
+
+    Raises
+    ------
+    ValueError
+        If ``device`` is not a torch device.
+    RuntimeError
+        If it names CUDA or MPS and torch sees none.
+    """
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"Invalid value for the 'device' parameter: expected a torch device "
+                         f"such as 'cpu' or 'cuda', but got {device!r}.") from err
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device={device!r} was requested but torch sees no CUDA device "
+                           "(torch.cuda.is_available() is False); use device='cpu'.")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise RuntimeError(f"device={device!r} was requested but MPS is not available.")
+    return str(dev)

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .._checks import check_option
+from .._checks import check_device, check_option
 from .._docs import fill_doc
 from .._logging import logger, progress, verbose
 from .._utils import PathLike, hash_file
@@ -140,20 +140,11 @@ class Embedder:
                 or batch_size < 1:
             raise ValueError(f"'batch_size' must be a positive int, but got {batch_size!r}.")
         check_option("precision", precision, PRECISIONS)
-        try:
-            dev = torch.device(device)
-        except (RuntimeError, TypeError) as err:
-            raise ValueError(f"Invalid value for the 'device' parameter: expected a torch "
-                             f"device such as 'cpu' or 'cuda', but got {device!r}.") from err
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError(f"device={device!r} was requested but torch sees no CUDA "
-                               "device (torch.cuda.is_available() is False); use device='cpu'.")
-        if dev.type == "mps" and not torch.backends.mps.is_available():
-            raise RuntimeError(f"device={device!r} was requested but MPS is not available.")
+        dev = check_device(device)
 
         self.model = model
         self.pretrained = None if pretrained is None else str(pretrained)
-        self.device = str(dev)
+        self.device = dev
         self.cache_dir = None if cache_dir is None else Path(cache_dir)
         self.batch_size = int(batch_size)
         self.precision = precision

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .._checks import check_option, check_positive_int
+from .._checks import check_device, check_option, check_positive_int
 from .._docs import fill_doc
 from .._logging import logger, verbose
 from .._utils import PathLike
@@ -543,20 +543,6 @@ class _Extractor:
                 for node, p in parts.items()}
 
 
-def _check_device(device: Any) -> str:
-    import torch
-
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise ValueError(f"Invalid value for the 'device' parameter: expected a torch device "
-                         f"such as 'cpu' or 'cuda', but got {device!r}.") from err
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device={device!r} was requested but torch sees no CUDA device "
-                           "(torch.cuda.is_available() is False); use device='cpu'.")
-    return str(dev)
-
-
 def network_features(
     images: Any,
     network: str,
@@ -615,7 +601,7 @@ def network_features(
     arr = as_image_array(images, "images")
     check_positive_int("batch_size", batch_size)
     ext = _Extractor(network, _check_weights(weights), clip_model=clip_model,
-                     device=_check_device(device), batch_size=batch_size)
+                     device=check_device(device), batch_size=batch_size)
     return ext(arr)
 
 
@@ -843,7 +829,7 @@ def image_metrics(
                          f"{len(a)}.")
     w = _check_weights(weights)
     batch_size = check_positive_int("batch_size", batch_size)
-    device = _check_device(device)
+    device = check_device(device)
     _check_fid_feature(fid_feature)
     _check_embedder(embedder)
 
@@ -1002,5 +988,5 @@ def frechet_distance(
     _check_embedder(embedder)
     w = _check_weights(weights)
     batch_size = check_positive_int("batch_size", batch_size)
-    device = _check_device(device)
+    device = check_device(device)
     return _fid_entry(a, b, feature, embedder, None, w, device, batch_size)
