@@ -24,11 +24,14 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
 
     Nothing is left half-written: if the block raises, the temporary file is removed
-    and ``path`` keeps its old content (or stays absent).
+    and ``path`` keeps its old content (or stays absent). The temporary is named
+    ``.<name>.<pid>-<random>.tmp``, as :func:`atomic_dir`'s, so that one left by a killed
+    process is recognised as stale by :func:`clean_stale_temporaries`.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp",
+                               dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual mode
@@ -58,7 +61,8 @@ def _pid_alive(pid: int) -> bool:
 def clean_stale_temporaries(path: PathLike) -> list[Path]:
     """Remove the temporaries an earlier, killed write of ``path`` left beside it.
 
-    :func:`atomic_dir` names its temporaries ``.<name>.<pid>-<random>.tmp``; those of a
+    :func:`atomic_path` and :func:`atomic_dir` name their temporaries
+    ``.<name>.<pid>-<random>.tmp``; those of a
     process that no longer runs are removed (a live writer's are left alone). Returns
     the removed paths.
     """

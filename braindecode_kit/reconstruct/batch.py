@@ -35,14 +35,12 @@ batch sizes to within 1 grey level on the CPU.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import io
 import json
 import os
 import re
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -54,15 +52,18 @@ from .._checks import check_int, check_type
 from .._docs import fill_doc
 from .._logging import logger, verbose
 from .._logging import progress as progress_bar
+from .._readers import read_json
 from .._utils import (
     MARKER,
     PathLike,
+    atomic_path,
     check_replaceable,
     clean_stale_temporaries,
     hash_bytes,
     hash_file,
     json_default,
     read_marker,
+    write_json_atomic,
 )
 from .base import as_embeddings, item_seeds
 
@@ -77,7 +78,7 @@ PNG = ".png"
 
 _KEY_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _MAX_PART = 200
-#: temporaries of :func:`_write_atomic` (and of :func:`atomic_dir`): ``.<name>.<pid>-<x>.tmp``
+#: temporaries of :func:`atomic_path` and :func:`atomic_dir`: ``.<name>.<pid>-<x>.tmp``
 _TEMP = re.compile(r"^\.(?P<name>.+)\.\d+-[^/]*\.tmp$")
 
 
@@ -205,42 +206,6 @@ def _jsonable(obj: Any) -> Any:
 
 
 # --------------------------------------------------------------------------- the folder
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary beside it named after this process
-    (``.<name>.<pid>-<random>.tmp``), so that a killed run's temporaries are recognised as
-    stale (:func:`clean_stale_temporaries`) and a live writer's are not."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp",
-                                dir=path.parent)
-    tmp = Path(name)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600; give the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    _write_atomic(path, (json.dumps(obj, indent=2, default=json_default) + "\n").encode())
-
-
-def _read_json(path: Path, what: str) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise ValueError(f"Cannot read the {what} {path}: {err}. It was not written by "
-                         "reconstruct_batch or was changed since; use another out_dir.") from err
-    if not isinstance(data, dict):
-        raise ValueError(f"The {what} {path} is not a JSON object; use another out_dir.")
-    return data
-
-
 def _clean_temporaries(out_dir: Path) -> int:
     """Remove the temporaries killed writers left anywhere in ``out_dir``."""
     n = 0
@@ -293,7 +258,7 @@ def _check_out_dir(out_dir: Path, run: dict[str, Any]) -> None:
         return
     run_file = out_dir / RUN_FILE
     if run_file.is_file():
-        old = _read_json(run_file, "batch run record")
+        old = read_json(run_file, "batch run record")
         if old.get("kind") != KIND or old.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"The batch run record {run_file} is of another kind or format "
                              f"({old.get('kind')!r}, version {old.get('format_version')!r}); "
@@ -325,9 +290,9 @@ def _prepare_out_dir(out_dir: Path, run: dict[str, Any]) -> None:
         logger.info("removed %d temporary file(s) a killed run left in %s", n, out_dir)
     # in this order, so that a run killed at any point leaves a folder the next one takes
     if read_marker(out_dir) is None:
-        _write_json(out_dir / MARKER, {"kind": KIND, "version": __version__})
+        write_json_atomic(out_dir / MARKER, {"kind": KIND, "version": __version__})
     if not (out_dir / RUN_FILE).is_file():
-        _write_json(out_dir / RUN_FILE, run)
+        write_json_atomic(out_dir / RUN_FILE, run)
     (out_dir / DONE_DIR).mkdir(exist_ok=True)
 
 
@@ -488,9 +453,10 @@ def reconstruct_batch(
             shas[job.key] = sha = hash_bytes(data)
             path = out_dir / f"{job.key}{PNG}"
             if not (path.is_file() and hash_file(path) == sha):
-                _write_atomic(path, data)
+                with atomic_path(path) as tmp:
+                    tmp.write_bytes(data)
                 n_written += 1
-        _write_json(_record_path(out_dir, b), {
+        write_json_atomic(_record_path(out_dir, b), {
             "batch": b, "rank": rank, "num_processes": world,
             "keys": [j.key for j in sel], "sha256": shas,
             "seconds": round(time.perf_counter() - tb, 4)})
@@ -545,7 +511,7 @@ def _write_manifest(out_dir: Path, run: dict[str, Any], jobs: list[_Job],
             f"{out_dir / DONE_DIR} (batches {missing[:5]}{', ...' if len(missing) > 5 else ''}"
             "): a process failed or their PNGs changed. Run reconstruct_batch again to "
             "make them.")
-    _write_json(out_dir / MANIFEST_FILE, {
+    write_json_atomic(out_dir / MANIFEST_FILE, {
         "kind": KIND, "format_version": FORMAT_VERSION, "fingerprint": run["fingerprint"],
         "settings": run["settings"], "n_jobs": len(jobs), "n_batches": len(batches),
         "images": images})
@@ -583,7 +549,7 @@ def load_batch_images(out_dir: PathLike, keys: Sequence[str] | None = None) -> d
         raise FileNotFoundError(
             f"{out_dir} has no {MANIFEST_FILE}: it is not a finished batch reconstruction "
             "(run reconstruct_batch again with the same jobs to finish it).")
-    manifest = _read_json(path, "batch manifest")
+    manifest = read_json(path, "batch manifest")
     if manifest.get("kind") != KIND or not isinstance(manifest.get("images"), dict):
         raise ValueError(f"{path} is not a batch reconstruction manifest.")
     records = manifest["images"]
