@@ -17,6 +17,7 @@ import numpy as np
 
 __all__ = [
     "check_device",
+    "check_embeddings",
     "UnknownKeyError",
     "check_finite",
     "check_float",
@@ -168,3 +169,36 @@ def check_device(device: Any) -> str:
     if dev.type == "mps" and not torch.backends.mps.is_available():
         raise RuntimeError(f"device={device!r} was requested but MPS is not available.")
     return str(dev)
+
+
+def check_embeddings(embeddings: Any, dim: int | None = None, name: str = "embeddings", *,
+                     normalise: bool = True, dim_of: str = "the expected dimension",
+                     hint: str = "") -> np.ndarray:
+    """Check (and by default L2-normalise) embeddings: a 2-D finite float32 array ``(n, d)``
+    (one row per item; a 1-D array is one row).
+
+    ``dim_of`` says where ``dim`` comes from and ``hint`` how to fix a wrong width, in the
+    error message.
+
+    Raises
+    ------
+    ValueError
+        If the array is not 2-D, not finite, has the wrong width or (to normalise) all-zero
+        rows.
+    """
+    X = np.asarray(embeddings, dtype=np.float32)
+    if X.ndim == 1:
+        X = X[None]
+    if X.ndim != 2:
+        raise ValueError(f"'{name}' must be a 2-D array (n, dim), but got shape {X.shape}.")
+    if dim is not None and X.shape[1] != dim:
+        raise ValueError(f"'{name}' must have {dim} columns ({dim_of}), but got shape "
+                         f"{X.shape}{'; ' + hint if hint else ''}.")
+    if not np.isfinite(X).all():
+        raise ValueError(f"'{name}' holds {int((~np.isfinite(X)).sum())} non-finite values.")
+    if not normalise:
+        return np.ascontiguousarray(X)
+    norm = np.linalg.norm(X, axis=1, keepdims=True)
+    if (norm == 0).any():
+        raise ValueError(f"'{name}' has {int((norm == 0).sum())} all-zero rows.")
+    return np.ascontiguousarray(X / norm, dtype=np.float32)

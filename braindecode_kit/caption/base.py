@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from .._checks import check_int, check_option
+from .._checks import check_embeddings, check_int, check_option
 
 __all__ = ["BACKENDS", "CaptionBackend", "Captioner", "as_embeddings"]
 
@@ -63,27 +63,16 @@ class CaptionBackend:
 
 def as_embeddings(embeddings: Any, dim: int | None = None, name: str = "embeddings"
                   ) -> np.ndarray:
-    """Check and L2-normalise embeddings: a 2-D finite float array ``(n, dim)``.
+    """Check and L2-normalise embeddings: a 2-D finite float array ``(n, dim)``
+    (:func:`~braindecode_kit._checks.check_embeddings`).
 
     Raises
     ------
     ValueError
         If the array is not 2-D, not finite, empty-rowed or of the wrong width.
     """
-    X = np.asarray(embeddings, dtype=np.float32)
-    if X.ndim == 1:
-        X = X[None]
-    if X.ndim != 2:
-        raise ValueError(f"'{name}' must be a 2-D array (n, dim), but got shape {X.shape}.")
-    if dim is not None and X.shape[1] != dim:
-        raise ValueError(f"'{name}' must have {dim} columns (the captioner's embedding "
-                         f"dimension), but got shape {X.shape}.")
-    if not np.isfinite(X).all():
-        raise ValueError(f"'{name}' holds {int((~np.isfinite(X)).sum())} non-finite values.")
-    norm = np.linalg.norm(X, axis=1, keepdims=True)
-    if (norm == 0).any():
-        raise ValueError(f"'{name}' has {int((norm == 0).sum())} all-zero rows.")
-    return np.ascontiguousarray(X / norm, dtype=np.float32)
+    return check_embeddings(embeddings, dim, name,
+                            dim_of="the captioner's embedding dimension")
 
 
 class Captioner:

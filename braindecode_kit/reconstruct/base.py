@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from .._checks import check_float, check_int, check_option
+from .._checks import check_embeddings, check_float, check_int, check_option
 
 __all__ = ["BACKENDS", "ReconstructionBackend", "Reconstructor", "as_embeddings",
            "item_seeds"]
@@ -80,30 +80,18 @@ class ReconstructionBackend:
 
 def as_embeddings(embeddings: Any, dim: int | None = None, name: str = "embeddings",
                   normalise: bool = True) -> np.ndarray:
-    """Check (and by default L2-normalise) embeddings: a 2-D finite float array ``(n, dim)``.
+    """Check (and by default L2-normalise) embeddings: a 2-D finite float array ``(n, dim)``
+    (:func:`~braindecode_kit._checks.check_embeddings`).
 
     Raises
     ------
     ValueError
         If the array is not 2-D, not finite, has all-zero rows or the wrong width.
     """
-    X = np.asarray(embeddings, dtype=np.float32)
-    if X.ndim == 1:
-        X = X[None]
-    if X.ndim != 2:
-        raise ValueError(f"'{name}' must be a 2-D array (n, dim), but got shape {X.shape}.")
-    if dim is not None and X.shape[1] != dim:
-        raise ValueError(f"'{name}' must have {dim} columns (the backend's conditioning "
-                         f"dimension), but got shape {X.shape}; fit an EmbeddingMap to go "
-                         "from the decoder's CLIP space to the backend's.")
-    if not np.isfinite(X).all():
-        raise ValueError(f"'{name}' holds {int((~np.isfinite(X)).sum())} non-finite values.")
-    if not normalise:
-        return np.ascontiguousarray(X)
-    norm = np.linalg.norm(X, axis=1, keepdims=True)
-    if (norm == 0).any():
-        raise ValueError(f"'{name}' has {int((norm == 0).sum())} all-zero rows.")
-    return np.ascontiguousarray(X / norm, dtype=np.float32)
+    return check_embeddings(
+        embeddings, dim, name, normalise=normalise,
+        dim_of="the backend's conditioning dimension",
+        hint="fit an EmbeddingMap to go from the decoder's CLIP space to the backend's")
 
 
 def item_seeds(seed: int, keys: int | Sequence[Any]) -> list[int]:
