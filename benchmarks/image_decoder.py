@@ -30,20 +30,19 @@ from pathlib import Path
 import numpy as np
 
 from braindecode_kit.embed import Embedder
-from braindecode_kit.embed.zeroshot import zero_shot_attributes
-from braindecode_kit.evaluate.image_metrics import pixcorr, ssim, two_way
+from braindecode_kit.evaluate.image_metrics import pixcorr, ssim
 from braindecode_kit.reconstruct import Reconstructor
+from braindecode_kit.reconstruct.scores import seen_readings, world_scores
 from braindecode_kit.simulate import make_world
 from braindecode_kit.simulate.world import TRAINING_SEED_START
 
 
 def scores(embedder, world, seen, feats, readings, rec) -> dict:
-    f_rec = embedder.encode_images(rec)
-    out = {"builtin_clip_2way": two_way(feats, f_rec)}
-    for attr, seen_pred in readings.items():
-        got = zero_shot_attributes(embedder, world, attr, image_features=f_rec)
-        out[f"{attr}_agreement"] = float(np.mean(np.asarray(got["predictions"]) == seen_pred))
-        out[f"{attr}_accuracy"] = got["accuracy"]
+    per = world_scores(embedder, world, rec, feats, readings)
+    out = {"builtin_clip_2way": float(per["builtin_clip_2way"].mean())}
+    for attr in readings:
+        out[f"{attr}_agreement"] = float(per[f"{attr}_agreement"].mean())
+        out[f"{attr}_accuracy"] = float(per[f"{attr}_correct"].mean())
     out["pixcorr"] = pixcorr(seen, rec)
     out["ssim"] = ssim(seen, rec)
     return out
@@ -74,8 +73,7 @@ def main() -> None:
     if args.noise:
         rng = np.random.default_rng(args.seed)
         X = X + args.noise * rng.standard_normal(X.shape).astype(np.float32) / np.sqrt(X.shape[1])
-    readings = {a: np.asarray(zero_shot_attributes(emb, world, a, image_features=feats)
-                              ["predictions"]) for a in ("shape", "colour")}
+    readings = seen_readings(emb, world, feats)
     rows = []
     for steps in args.steps:
         for g in args.guidance:

@@ -387,18 +387,18 @@ def ceiling_figures(module, config: dict[str, Any], world, images: np.ndarray,
     reconstructions, shape and colour agreement (zero-shot readings of the reconstruction vs
     of the seen image, and vs the truth), PixCorr and SSIM."""
     from ..embed.zeroshot import zero_shot_attributes
-    from ..evaluate.image_metrics import pixcorr, ssim, two_way
+    from ..evaluate.image_metrics import pixcorr, ssim
+    from .scores import world_scores
 
     rec = denoise(module, config, embeddings, [seed * 1_000_003 + i for i in range(len(images))],
                   **settings)
-    f_rec = embedder.encode_images(rec)
-    out: dict[str, Any] = {"n": len(images), "builtin_clip_2way": two_way(embeddings, f_rec)}
+    per = world_scores(embedder, world, rec, embeddings)
+    out: dict[str, Any] = {"n": len(images),
+                           "builtin_clip_2way": float(per["builtin_clip_2way"].mean())}
     for attr in ("shape", "colour"):
         seen = zero_shot_attributes(embedder, world, attr, image_features=embeddings)
-        got = zero_shot_attributes(embedder, world, attr, image_features=f_rec)
-        out[f"{attr}_agreement"] = float(np.mean(np.asarray(seen["predictions"])
-                                                 == np.asarray(got["predictions"])))
-        out[f"{attr}_accuracy"] = got["accuracy"]
+        out[f"{attr}_agreement"] = float(per[f"{attr}_agreement"].mean())
+        out[f"{attr}_accuracy"] = float(per[f"{attr}_correct"].mean())
         out[f"{attr}_accuracy_seen"] = seen["accuracy"]
         out[f"{attr}_chance"] = seen["chance"]
     out["pixcorr"] = pixcorr(images, rec)

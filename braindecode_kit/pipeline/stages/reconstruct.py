@@ -155,26 +155,12 @@ def _ci(values: np.ndarray) -> list[float]:
     return [m - 1.96 * se, m + 1.96 * se]
 
 
-def _item_scores(embedder, stimuli, seen_feats: np.ndarray, readings: dict[str, np.ndarray],
-                 rec: list) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Per-image scores of ``rec`` against the seen images (rows aligned)."""
-    from ...embed.zeroshot import zero_shot_attributes
-    from ...evaluate.retrieval import two_way_identification
-
-    f_rec = embedder.encode_images(rec)
-    out = {"builtin_clip_2way": np.asarray(
-        two_way_identification(f_rec, seen_feats)["per_item"])}
-    for attr, seen_pred in readings.items():
-        got = zero_shot_attributes(embedder, stimuli, attr, image_features=f_rec)
-        out[f"{attr}_agreement"] = (np.asarray(got["predictions"]) == seen_pred).astype(float)
-    return out, f_rec
-
-
 def score_kind(ctx: RunContext, kind: str, done: dict[str, Any], settings) -> dict[str, Any]:
     """The metric table of one kind's routes (see the module's documentation)."""
     from ...embed import Embedder
     from ...evaluate.image_metrics import image_metrics
     from ...reconstruct.batch import load_batch_images
+    from ...reconstruct.scores import seen_readings, world_scores
 
     stimuli = get_stimuli(ctx)
     embedder = Embedder("builtin")
@@ -182,15 +168,7 @@ def score_kind(ctx: RunContext, kind: str, done: dict[str, Any], settings) -> di
     seen_all = stimuli.subset(union).to_array(size=int(ctx.config.stimuli.size))
     pos = {sid: k for k, sid in enumerate(union)}
     feats_all = embedder.encode_images(seen_all)
-    attrs = [a for a in ("shape", "colour") if a in stimuli.attributes.columns]
-    readings_all = {}
-    if attrs:
-        from ...embed.zeroshot import zero_shot_attributes
-
-        sub = stimuli.subset(union)
-        readings_all = {a: np.asarray(zero_shot_attributes(embedder, sub, a,
-                                                           image_features=feats_all)
-                                      ["predictions"]) for a in attrs}
+    readings_all = seen_readings(embedder, stimuli.subset(union), feats_all)
     weights = settings.metric_weights
     images = {r: load_batch_images(folder) for r, folder in done["folders"].items()}
     out: dict[str, Any] = {}
@@ -203,9 +181,11 @@ def score_kind(ctx: RunContext, kind: str, done: dict[str, Any], settings) -> di
         for ids, rec in groups:
             idx = [pos[i] for i in ids]
             sub = stimuli.subset(ids)
-            scores, _ = _item_scores(embedder, sub, feats_all[idx],
-                                     {a: v[idx] for a, v in readings_all.items()}, rec)
+            scores = world_scores(embedder, sub, rec, feats_all[idx],
+                                  {a: v[idx] for a, v in readings_all.items()})
             for k, v in scores.items():
+                if k not in ITEM_METRICS:
+                    continue
                 per_item.setdefault(k, []).append(v)
             tables.append(image_metrics(seen_all[idx], rec, weights=weights, embedder=embedder))
         entry: dict[str, Any] = {}
