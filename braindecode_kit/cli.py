@@ -103,6 +103,13 @@ def _cmd_train_builtin(args: argparse.Namespace) -> int:
         if args.model != "image-decoder":
             raise SystemExit("braindecode-kit train-builtin: --device is for image-decoder only")
         kwargs["device"] = args.device
+    for name in ("init", "batch_size", "lr", "n_images"):
+        value = getattr(args, name)
+        if value is not None:
+            if args.model != "image-decoder":
+                raise SystemExit(f"braindecode-kit train-builtin: --{name.replace('_', '-')} "
+                                 "is for image-decoder only")
+            kwargs[name] = value
     train(args.out, verbose=args.verbose, **kwargs)
     return 0
 
@@ -197,6 +204,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder for the weights")
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--init", default=None,
+                   help="image-decoder: continue training the generator in this folder")
+    p.add_argument("--batch-size", type=int, default=None, help="image-decoder: images per step")
+    p.add_argument("--lr", type=float, default=None, help="image-decoder: peak learning rate")
+    p.add_argument("--n-images", type=int, default=None,
+                   help="image-decoder: training world size")
     common(p)
     p.set_defaults(func=_cmd_train_builtin)
 

@@ -426,6 +426,7 @@ def train_builtin_image_decoder(
     checkpoint_every: int = 100,
     threads: int | None = None,
     device: str = "cpu",
+    init: PathLike | None = None,
     verbose: bool | str | int | None = None,
 ) -> dict[str, Any]:
     """Train the built-in image generator on the built-in world and write its files.
@@ -464,6 +465,11 @@ def train_builtin_image_decoder(
         Torch device of the training (``"cuda"`` on a GPU machine); batches, noise and
         timesteps are drawn on the CPU from the step's seed, so a run is the same sequence
         on any device (up to the device's arithmetic).
+    init : path | None
+        A generator folder of the same configuration (e.g. ``data/``) to continue training
+        from: its weights start both the model and the moving average, a new learning-rate
+        cycle runs, and its card's history is kept under ``"init"`` in the new card (the
+        folder is read before anything is written, so it may be ``out_dir``).
     %(verbose)s
 
     Returns
@@ -491,6 +497,20 @@ def train_builtin_image_decoder(
     p, d = config["patch"], config["embed_dim"]
     torch.manual_seed(seed)
     module = build_image_decoder(config).to(device)
+    init_info = None
+    if init is not None:
+        start_from, init_config = load_image_decoder(init)
+        if init_config != config:
+            raise ValueError(f"The generator in {str(init)!r} has another configuration than "
+                             "the built-in one; `init` continues a generator of the same "
+                             "layout only.")
+        module.load_state_dict(start_from.state_dict())
+        card_file = Path(init) / CARD_FILE
+        prior = json.loads(card_file.read_text()) if card_file.is_file() else {}
+        init_info = {"folder": str(init), "recipe": prior.get("recipe"),
+                     "history": prior.get("history", []), "ceiling": prior.get("ceiling"),
+                     "init": prior.get("init")}
+        logger.info("continuing the generator in %s", init)
     n_params = sum(q.numel() for q in module.parameters())
     logger.info("built-in image generator: %d parameters", n_params)
     embedder = Embedder("builtin")
@@ -508,7 +528,8 @@ def train_builtin_image_decoder(
     ema = EMAModel(module.parameters(), decay=ema_decay, use_ema_warmup=True, power=2 / 3)
     recipe = {"steps": steps, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
               "n_images": n_images, "noise": noise, "cond_dropout": cond_dropout,
-              "ema_decay": ema_decay, "seed": seed}
+              "ema_decay": ema_decay, "seed": seed,
+              **({"init": init_info["folder"]} if init_info else {})}
     ckpt = out_dir / ".builtin_image_decoder_ckpt"
     start, history = 0, []
     if (ckpt / "state.json").is_file():
@@ -616,7 +637,9 @@ def train_builtin_image_decoder(
         "ceiling": ceiling,
         "train_seconds": round(time.perf_counter() - t0, 1),
         "command": f"braindecode-kit train-builtin image-decoder --out {out_dir} --steps {steps} "
-                   f"--seed {seed}",
+                   f"--seed {seed} --batch-size {batch_size} --lr {lr} --n-images {n_images}"
+                   + (f" --init {init_info['folder']}" if init_info else ""),
+        **({"init": init_info} if init_info else {}),
     }
     write_json_atomic(out_dir / CARD_FILE, card)
     if ckpt.exists():

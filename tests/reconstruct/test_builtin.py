@@ -179,3 +179,26 @@ def test_training_resumes_after_a_crash_to_the_same_weights(tmp_path, monkeypatc
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
+
+
+def test_training_continues_a_generator(tmp_path):
+    """`init` starts from a generator's weights (at a vanishing learning rate they stay
+    as they were) and keeps its card's history; a generator of another layout is refused."""
+    first = B.train_builtin_image_decoder(tmp_path / "first", **TINY_TRAIN)
+    start = _weights(tmp_path / "first")
+    card = B.train_builtin_image_decoder(tmp_path / "second", init=tmp_path / "first",
+                                         **{**TINY_TRAIN, "lr": 1e-9})
+    assert card["init"]["history"] == first["history"]
+    assert card["recipe"]["init"] == str(tmp_path / "first")
+    assert "--init" in card["command"]
+    after = _weights(tmp_path / "second")
+    # a vanishing learning rate: the continued weights are the starting ones (fp16 rounding)
+    for k in start:
+        assert torch.allclose(start[k].float(), after[k].float(), atol=2e-3), k
+    assert "init" not in first
+
+    other = json.loads((tmp_path / "first" / B.CONFIG_FILE).read_text())
+    other["cond_channels"] = 4
+    B.write_image_decoder(tmp_path / "other", config=other)
+    with pytest.raises(ValueError, match="another configuration"):
+        B.train_builtin_image_decoder(tmp_path / "third", init=tmp_path / "other", **TINY_TRAIN)
