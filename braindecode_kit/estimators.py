@@ -20,7 +20,7 @@ from sklearn.utils.validation import check_array, check_is_fitted
 from ._checks import check_option
 from ._docs import fill_doc
 
-__all__ = ["ANCHOR_WEIGHTS", "ContrastiveDecoder"]
+__all__ = ["ANCHOR_WEIGHTS", "ContrastiveDecoder", "blend_predictions", "choose_anchor_weight"]
 
 #: weights of the network against the ridge tried by ``ridge_anchor`` (0: the ridge alone,
 #: inf: the network alone)
@@ -34,8 +34,9 @@ def _unit(a: np.ndarray) -> np.ndarray:
     return a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
 
 
-def _blend(ridge_pred: np.ndarray, net_pred: np.ndarray, weight: float) -> np.ndarray:
-    """``unit(ridge) + weight * unit(network)`` (``inf``: the network alone)."""
+def blend_predictions(ridge_pred: np.ndarray, net_pred: np.ndarray, weight: float) -> np.ndarray:
+    """The ridge-anchored prediction ``unit(ridge) + weight * unit(network)`` (``inf``: the
+    network alone, unit-normalised; 0: the ridge alone)."""
     if np.isinf(weight):
         return _unit(net_pred)
     return _unit(ridge_pred) + weight * _unit(net_pred)
@@ -51,6 +52,43 @@ def _percentile_rank(pred: np.ndarray, truth: np.ndarray) -> float:
     n = len(own)
     above = (sims < own[:, None]).sum(1)
     return float(np.mean(above / max(n - 1, 1)))
+
+
+def choose_anchor_weight(ridge_val: np.ndarray, net_val: np.ndarray, truth: np.ndarray,
+                         weights: tuple[float, ...] = ANCHOR_WEIGHTS,
+                         criterion: str = "rank") -> tuple[float, dict[str, float]]:
+    """The weight of the network against a ridge that identifies validation stimuli best.
+
+    Parameters
+    ----------
+    ridge_val, net_val : ndarray (n_stimuli, d)
+        The ridge's and the network's predictions of validation stimuli that neither was
+        trained on (repetitions averaged).
+    truth : ndarray (n_stimuli, d)
+        Their true embeddings.
+    weights : tuple of float
+        Candidates (0: the ridge alone, ``inf``: the network alone).
+    criterion : {"rank", "cosine"}
+        ``"rank"``: the mean percentile rank of the true stimulus among the others
+        (retrieval); ``"cosine"``: the mean cosine of the prediction to the true embedding
+        (what a captioner or generator fed the prediction needs).
+
+    Returns
+    -------
+    weight, scores
+        The chosen weight (ties go to the larger weight: the anchor keeps only what helps)
+        and the criterion of every candidate (keys ``str(weight)``).
+    """
+    check_option("criterion", criterion, ("rank", "cosine"))
+
+    def cosine(pred: np.ndarray) -> float:
+        return float(np.mean(np.sum(_unit(pred) * _unit(truth), axis=1)))
+
+    score = (lambda p: _percentile_rank(p, truth)) if criterion == "rank" else cosine
+    scores = {w: score(blend_predictions(ridge_val, net_val, w)) for w in weights}
+    best = max(scores.values())
+    weight = [w for w in weights if scores[w] == best][-1]
+    return float(weight), {str(w): float(v) for w, v in scores.items()}
 
 
 @fill_doc
@@ -392,17 +430,13 @@ class ContrastiveDecoder(BaseEstimator):
         d_val, _ = average_by_stimulus(self.decoder_.predict(x[vals], subject=subject),
                                        groups[vals])
         truth, _ = average_by_stimulus(y[vals], groups[vals])
-        scores = {w: _percentile_rank(_blend(r_val, d_val, w), truth) for w in ANCHOR_WEIGHTS}
-        best = max(scores.values())
-        # ties go to the network (the later weights): the anchor only keeps what helps
-        weight = [w for w in ANCHOR_WEIGHTS if scores[w] == best][-1]
+        weight, scores = choose_anchor_weight(r_val, d_val, truth)
         self.ridges_[subject] = RidgeDecoder().fit(flat, y, groups=groups)
-        self.anchor_[subject] = {"weight": float(weight),
-                                 "scores": {str(w): float(v) for w, v in scores.items()},
+        self.anchor_[subject] = {"weight": weight, "scores": scores,
                                  "n_val_stimuli": int(len(uniq)), "skipped": False}
         logger.info("ridge anchor of %s: weight %s (validation percentile rank %.4f; ridge "
-                    "alone %.4f, network alone %.4f, %d stimuli)", subject, weight, best,
-                    scores[0.0], scores[float("inf")], len(uniq))
+                    "alone %.4f, network alone %.4f, %d stimuli)", subject, weight,
+                    scores[str(weight)], scores["0.0"], scores["inf"], len(uniq))
 
     # ------------------------------------------------------------------ predict
     def predict(self, X: Any, subjects: Any = None) -> np.ndarray:
@@ -442,7 +476,7 @@ class ContrastiveDecoder(BaseEstimator):
         weight = getattr(self, "anchor_", {}).get(subject, {}).get("weight", float("inf"))
         if ridge is None or np.isinf(weight):
             return pred
-        return _blend(ridge.predict(x.reshape(len(x), -1)), pred, weight).astype(np.float32)
+        return blend_predictions(ridge.predict(x.reshape(len(x), -1)), pred, weight).astype(np.float32)
 
     def score(self, X: Any, Y: Any, subjects: Any = None) -> float:
         """Top-1 retrieval (brain->image) among ``min(300, n_stimuli)`` candidates.

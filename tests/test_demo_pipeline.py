@@ -92,8 +92,37 @@ def test_model_reloads_and_predicts(run):
     assert dec.has_stimulus_map  # saved with the model for adapting new subjects
     ts = TrialSet.load(out / "trials" / "sub-01").select(split="test").average_repetitions()
     pred = dec.predict(np.asarray(ts.data), subject="01")
-    saved = np.load(out / "predictions" / "decoder_sub-01.npy")
+    saved = np.load(out / "predictions" / "network_sub-01.npy")
     np.testing.assert_allclose(pred, saved, rtol=1e-5, atol=1e-6)
+
+
+def test_the_decoder_route_is_the_network_anchored_to_ridge(run):
+    """decoder = unit(ridge) + w unit(network), w chosen on validation stimuli that are
+    neither test stimuli nor trained on; the network alone is reported beside it."""
+    from braindecode_kit.estimators import ANCHOR_WEIGHTS, blend_predictions
+    from braindecode_kit.splits import split_train_val
+    from braindecode_kit.trialset import TrialSet
+
+    out, metrics = run
+    f = metrics["fmri"]
+    assert set(f["anchor"]) == {"01", "02"}
+    pred = lambda name, s: np.load(out / "predictions" / f"{name}_sub-{s}.npy")  # noqa: E731
+    for s, a in f["anchor"].items():
+        assert a["weight"] in ANCHOR_WEIGHTS and not a["skipped"]
+        assert set(a["scores"]) == {str(w) for w in ANCHOR_WEIGHTS}
+        # the chosen weight is the best on validation (ties to the network)
+        assert a["scores"][str(a["weight"])] == max(a["scores"].values())
+        np.testing.assert_allclose(
+            pred("decoder", s), blend_predictions(pred("ridge", s), pred("network", s),
+                                                  a["weight"]), rtol=1e-5, atol=1e-6)
+        ts = TrialSet.load(out / "trials" / f"sub-{s}")
+        _, val = split_train_val(ts, seed=0)
+        test_ids = set(ts.select(split="test").stimulus_ids)
+        assert a["n_val_stimuli"] == len(set(val.stimulus_ids)) >= 10
+        assert not set(val.stimulus_ids) & test_ids
+    assert {"top1", "ci", "top5"} <= set(f["network"])
+    # anchoring keeps what validation supports: far from losing to its own parts
+    assert f["decoder"]["top1"] >= min(f["network"]["top1"], f["ridge"]["top1"]) - 0.05
 
 
 def test_report_shows_tables_and_images(run):

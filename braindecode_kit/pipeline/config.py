@@ -493,6 +493,11 @@ class EvaluateConfig(_Section):
     n_candidates: int = Field(300, ge=2, description="candidates per retrieval draw")
     n_draws: int = Field(30, ge=1, description="random candidate draws")
     topk: int = Field(5, ge=1, description="the k of the top-k accuracy also reported")
+    ridge_anchor: bool = Field(
+        True, description="the decoder's prediction is its network's anchored to the "
+        "subject's ridge, unit(ridge) + w unit(network), w chosen on the validation stimuli "
+        "(so it starts from what the linear baseline knows); the network alone is reported "
+        "beside it")
 
 
 class ReportConfig(_Section):

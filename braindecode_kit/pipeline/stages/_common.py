@@ -136,6 +136,18 @@ def subjects_of(ctx: RunContext, kind: str) -> tuple[list[str], str | None]:
     return split_subjects(list(get_trialsets(ctx, kind)), ctx.config, kind)
 
 
+def generation_predictions(ctx, kind: str, subject: str):
+    """The decoder's predictions of a subject's test images that captions and
+    reconstructions are made from: the generation route of the ridge anchor
+    (``decoder_generation_sub-XX.npy``) when the evaluate stage wrote one, else the
+    decoder's (``decoder_sub-XX.npy``)."""
+    import numpy as np
+
+    folder = ctx.run_dir / kind_path(kind, "predictions")
+    path = folder / f"decoder_generation_sub-{subject}.npy"
+    return np.load(path if path.exists() else folder / f"decoder_sub-{subject}.npy")
+
+
 def test_set(ts):
     """A subject's test trials, averaged over repetitions (as NSD's shared images are)."""
     return ts.select(split="test").average_repetitions()

@@ -25,6 +25,7 @@ from ...evaluate.caption_metrics import ALL_METRICS
 from .._base import RunContext, stage
 from ._common import (
     KIND_LABELS,
+    generation_predictions,
     get_oracle,
     get_stimuli,
     get_targets,
@@ -154,7 +155,8 @@ def _caption_kind(ctx: RunContext, kind: str) -> tuple[dict[str, Any], list[str]
             raise ValueError(f"sub-{s}'s test images differ from sub-{pre[0]}'s; the caption "
                              "stage needs the shared test images of every subject.")
         for route in ("decoder", "ridge"):
-            pred = np.load(ctx.run_dir / kind_path(kind, "predictions", f"{route}_sub-{s}.npy"))
+            pred = (generation_predictions(ctx, kind, s) if route == "decoder" else
+                    np.load(ctx.run_dir / kind_path(kind, "predictions", f"ridge_sub-{s}.npy")))
             captions[route][s] = captioner.generate(pred)
     logger.info("caption: %d captions in %.1f s", sum(len(c) for p in captions.values()
                                                       for c in p.values()),

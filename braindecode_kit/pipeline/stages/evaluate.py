@@ -30,8 +30,51 @@ from ._common import (
     test_set,
 )
 
+#: what each anchored route is chosen for: retrieval by rank, generation (captions,
+#: reconstructions) by cosine to the true embedding (as MindEye2 retrieves from its
+#: contrastive output and generates from another)
+ANCHOR_CRITERIA = {"decoder": "rank", "decoder_generation": "cosine"}
+
+
+def _choose_anchors(ctx: RunContext, kind: str, ts, decoder, subject: str, test_ids) -> dict:
+    """The weights of the network against the subject's ridge for each route, on the
+    validation stimuli the train stage held out (the same split: never a test stimulus,
+    never trained on by the network; they did pick its best epoch, which favours the
+    network, not the ridge)."""
+    from ...baselines import RidgeDecoder
+    from ...estimators import MIN_ANCHOR_STIMULI, choose_anchor_weight
+    from ...splits import split_train_val
+
+    targets = get_targets(ctx)
+    trains, vals = split_train_val(ts, seed=ctx.seed)
+    vals = vals.average_repetitions()
+    leak = set(vals.stimulus_ids) & set(test_ids)
+    if leak:  # cannot happen with split_train_val; refuse rather than tune on test images
+        raise RuntimeError(f"sub-{subject}: the anchor's validation stimuli include test "
+                           f"stimuli {sorted(leak)[:5]}.")
+    if vals.n_trials < MIN_ANCHOR_STIMULI:
+        return {route: {"weight": float("inf"), "criterion": c, "scores": {},
+                        "n_val_stimuli": vals.n_trials, "skipped": True}
+                for route, c in ANCHOR_CRITERIA.items()}
+    alpha = ((ctx.metrics.get(kind) or {}).get("ridge_alpha") or {}).get(subject)
+    # the ridge stage's alpha, refitted without the validation stimuli
+    ridge = RidgeDecoder(alphas=None if alpha is None else [alpha],
+                         cv=5 if alpha is None else 2).fit(
+        np.asarray(trains.data, dtype=np.float32), targets.loc(trains.stimulus_ids).image,
+        groups=trains.stimulus_ids)
+    x_val = np.asarray(vals.data, dtype=np.float32)
+    r_val, d_val = ridge.predict(x_val), decoder.predict(x_val, subject=subject)
+    truth = targets.loc(vals.stimulus_ids).image
+    out = {}
+    for route, criterion in ANCHOR_CRITERIA.items():
+        weight, scores = choose_anchor_weight(r_val, d_val, truth, criterion=criterion)
+        out[route] = {"weight": weight, "criterion": criterion, "scores": scores,
+                      "n_val_stimuli": vals.n_trials, "skipped": False}
+    return out
+
 
 def _evaluate(ctx: RunContext, kind: str) -> tuple[dict[str, Any], list[str]]:
+    from ...estimators import blend_predictions
     from ...models import BrainDecoder
 
     targets = get_targets(ctx)
@@ -39,26 +82,44 @@ def _evaluate(ctx: RunContext, kind: str) -> tuple[dict[str, Any], list[str]]:
     pre, _ = subjects_of(ctx, kind)
     decoder = BrainDecoder.from_pretrained(ctx.run_dir / kind_path(kind, "model"))
     k = ctx.config.evaluate.topk
+    anchored = ctx.config.evaluate.ridge_anchor
     per: dict[str, list] = {"decoder": [], "ridge": [], "oracle": []}
     topk: dict[str, list] = {"decoder": [], "ridge": []}
+    if anchored:
+        per["network"], topk["network"] = [], []
+    anchors: dict[str, Any] = {}
     per_subject: dict[str, Any] = {}
     sim = get_oracle(ctx, kind)
     written = []
     for s in pre:
         test = test_set(trialsets[s])
         Y = targets.loc(test.stimulus_ids).image
-        pred_dec = decoder.predict(np.asarray(test.data, dtype=np.float32), subject=s)
-        path = kind_path(kind, "predictions", f"decoder_sub-{s}.npy")
-        save_npy_atomic(ctx.path(path), pred_dec.astype(np.float32))
-        written.append(path)
+        pred_net = decoder.predict(np.asarray(test.data, dtype=np.float32), subject=s)
         pred_ridge = np.load(ctx.run_dir / kind_path(kind, "predictions", f"ridge_sub-{s}.npy"))
-        rd, rr = retrieval(pred_dec, Y, ctx, k=k), retrieval(pred_ridge, Y, ctx, k=k)
-        per["decoder"].append(rd)
-        per["ridge"].append(rr)
-        if k > 1:
-            topk["decoder"].append({**rd, "draws": rd["topk_draws"]})
-            topk["ridge"].append({**rr, "draws": rr["topk_draws"]})
-        per_subject[s] = {"decoder": retrieval_summary(rd), "ridge": retrieval_summary(rr)}
+        preds = {"decoder": pred_net, "ridge": pred_ridge}
+        if anchored:
+            anchors[s] = _choose_anchors(ctx, kind, trialsets[s], decoder, s,
+                                         list(test.stimulus_ids))
+            preds["decoder"] = blend_predictions(pred_ridge, pred_net,
+                                                 anchors[s]["decoder"]["weight"])
+            preds["network"] = pred_net
+            # the generation route (captions, reconstructions): saved, not a retrieval row
+            gen = blend_predictions(pred_ridge, pred_net,
+                                    anchors[s]["decoder_generation"]["weight"])
+            path = kind_path(kind, "predictions", f"decoder_generation_sub-{s}.npy")
+            save_npy_atomic(ctx.path(path), gen.astype(np.float32))
+            written.append(path)
+        per_subject[s] = {}
+        for name, pred in preds.items():
+            if name != "ridge":
+                path = kind_path(kind, "predictions", f"{name}_sub-{s}.npy")
+                save_npy_atomic(ctx.path(path), pred.astype(np.float32))
+                written.append(path)
+            r = retrieval(pred, Y, ctx, k=k)
+            per[name].append(r)
+            if k > 1:
+                topk[name].append({**r, "draws": r["topk_draws"]})
+            per_subject[s][name] = retrieval_summary(r)
         if sim is not None:
             n = min(ctx.config.evaluate.n_candidates, len(Y))
             ro = sim.oracle_retrieval(s, n_candidates=n, n_draws=ctx.config.evaluate.n_draws,
@@ -71,6 +132,8 @@ def _evaluate(ctx: RunContext, kind: str) -> tuple[dict[str, Any], list[str]]:
                     s, n_candidates=n, n_draws=ctx.config.evaluate.n_draws, seed=ctx.seed,
                     k=k))
     out: dict[str, Any] = {"per_subject": per_subject}
+    if anchored:
+        out["anchor"] = anchors
     for name, results in per.items():
         if results:
             pooled = pool_over_subjects(results)
@@ -155,7 +218,9 @@ def _report_kind(ctx: RunContext, report, kind: str, fm: dict[str, Any]) -> None
         "pretraining subjects.")
     rows = []
     k = cfg.evaluate.topk
-    for name, label in [("decoder", "contrastive decoder (ours)"), ("ridge", "ridge (baseline)"),
+    for name, label in [("decoder", "contrastive decoder (ours)"),
+                        ("network", "its network alone (before the ridge anchor)"),
+                        ("ridge", "ridge (baseline)"),
                         ("oracle", "oracle (simulator, Bayes-optimal)")]:
         if name in fm:
             r = fm[name]
@@ -165,6 +230,17 @@ def _report_kind(ctx: RunContext, report, kind: str, fm: dict[str, Any]) -> None
     rows.append({"model": "chance", "top-1": fm["chance"], "95% CI": "—",
                  f"top-{k}": fm.get(f"chance_top{k}", "—"), "× chance": "1×"})
     report.add_table(rows, highlight="contrastive decoder (ours)")
+    anchors = fm.get("anchor") or {}
+    if anchors:
+        report.add_text(
+            "The decoder's prediction is its network's anchored to the subject's ridge: "
+            "unit(ridge) + w unit(network), w chosen per subject on the validation stimuli "
+            "the training held out (0: the ridge alone, inf: the network alone), for "
+            "retrieval by the rank of the true stimulus: "
+            + ", ".join(f"sub-{s} w = {a['decoder']['weight']:g}" for s, a in anchors.items())
+            + "; for captions and reconstructions by the cosine to the true embedding: "
+            + ", ".join(f"sub-{s} w = {a['decoder_generation']['weight']:g}"
+                        for s, a in anchors.items()) + ".", note=True)
     if "oracle" in fm and kind != "fmri":
         gap = fm["oracle"]["top1"] - fm["decoder"]["top1"]
         report.add_text(

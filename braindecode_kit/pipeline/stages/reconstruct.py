@@ -39,6 +39,7 @@ from ..._utils import save_npy_atomic
 from .._base import RunContext, stage
 from ._common import (
     KIND_LABELS,
+    generation_predictions,
     get_stimuli,
     get_targets,
     get_trialsets,
@@ -98,7 +99,7 @@ def plan_jobs(ctx: RunContext, kind: str, settings, with_init: bool = True) -> d
         ids_of[s] = ids
         all_ids += ids
         seeds = item_seeds(ctx.seed, ids)
-        pred = np.load(ctx.run_dir / kind_path(kind, "predictions", f"decoder_sub-{s}.npy"))[rows]
+        pred = generation_predictions(ctx, kind, s)[rows]
         ridge = np.load(ctx.run_dir / kind_path(kind, "predictions", f"ridge_sub-{s}.npy"))[rows]
         low = None
         if "blurry" in decoder.head_names:
