@@ -98,7 +98,8 @@ def test_model_reloads_and_predicts(run):
 
 def test_the_decoder_route_is_the_network_anchored_to_ridge(run):
     """decoder = unit(ridge) + w unit(network), w chosen on validation stimuli that are
-    neither test stimuli nor trained on; the network alone is reported beside it."""
+    neither test stimuli nor trained on, by rank for retrieval and by cosine for the
+    generation route; the network alone is reported beside it."""
     from braindecode_kit.estimators import ANCHOR_WEIGHTS, blend_predictions
     from braindecode_kit.splits import split_train_val
     from braindecode_kit.trialset import TrialSet
@@ -107,19 +108,22 @@ def test_the_decoder_route_is_the_network_anchored_to_ridge(run):
     f = metrics["fmri"]
     assert set(f["anchor"]) == {"01", "02"}
     pred = lambda name, s: np.load(out / "predictions" / f"{name}_sub-{s}.npy")  # noqa: E731
-    for s, a in f["anchor"].items():
-        assert a["weight"] in ANCHOR_WEIGHTS and not a["skipped"]
-        assert set(a["scores"]) == {str(w) for w in ANCHOR_WEIGHTS}
-        # the chosen weight is the best on validation (ties to the network)
-        assert a["scores"][str(a["weight"])] == max(a["scores"].values())
-        np.testing.assert_allclose(
-            pred("decoder", s), blend_predictions(pred("ridge", s), pred("network", s),
-                                                  a["weight"]), rtol=1e-5, atol=1e-6)
+    for s, routes in f["anchor"].items():
+        assert {r: a["criterion"] for r, a in routes.items()} == {
+            "decoder": "rank", "decoder_generation": "cosine"}
         ts = TrialSet.load(out / "trials" / f"sub-{s}")
         _, val = split_train_val(ts, seed=0)
         test_ids = set(ts.select(split="test").stimulus_ids)
-        assert a["n_val_stimuli"] == len(set(val.stimulus_ids)) >= 10
         assert not set(val.stimulus_ids) & test_ids
+        for route, a in routes.items():
+            assert a["weight"] in ANCHOR_WEIGHTS and not a["skipped"]
+            assert set(a["scores"]) == {str(w) for w in ANCHOR_WEIGHTS}
+            # the chosen weight is the best on validation (ties to the network)
+            assert a["scores"][str(a["weight"])] == max(a["scores"].values())
+            assert a["n_val_stimuli"] == len(set(val.stimulus_ids)) >= 10
+            np.testing.assert_allclose(
+                pred(route, s), blend_predictions(pred("ridge", s), pred("network", s),
+                                                  a["weight"]), rtol=1e-5, atol=1e-6)
     assert {"top1", "ci", "top5"} <= set(f["network"])
     # anchoring keeps what validation supports: far from losing to its own parts
     assert f["decoder"]["top1"] >= min(f["network"]["top1"], f["ridge"]["top1"]) - 0.05
@@ -128,7 +132,7 @@ def test_the_decoder_route_is_the_network_anchored_to_ridge(run):
 def test_report_shows_tables_and_images(run):
     out, _ = run
     html = (out / "report.html").read_text()
-    assert "contrastive decoder (ours)" in html and "oracle" in html and "chance" in html
+    assert "contrastive decoder (ours)" in html and "decoder, generation route (ours)" in html and "oracle" in html and "chance" in html
     assert "adapted, 25% (shared encoder frozen)" in html and "10%" not in html
     assert "100-way retrieval" in html
     assert html.count("data:image/png;base64,") > 20

@@ -36,7 +36,7 @@ from ._common import (
 )
 
 #: the routes of the caption table, in order: name -> label
-ROUTES = {"decoder": "contrastive decoder (ours)", "ridge": "ridge (baseline)",
+ROUTES = {"decoder": "decoder, generation route (ours)", "ridge": "ridge (baseline)",
           "ceiling": "true embedding (ceiling)", "chance": "chance (another image's caption)"}
 #: the metrics with bootstrap CIs in metrics.json: those whose corpus score is the mean of
 #: per-image scores (corpus BLEU is not, so it has none)
@@ -275,7 +275,10 @@ def _report_kind(ctx: RunContext, report, kind: str, cm: dict[str, Any]) -> None
     report.add_heading(f"Captions from decoded {label} embeddings (held-out test images)")
     cap = cm["captioner"]
     report.add_text(
-        f"Each test image's predicted CLIP embedding is captioned by the {cap['backend']} "
+        "Each test image's predicted CLIP embedding (the decoder's generation route: its "
+        "network anchored on the subject's ridge, the weight chosen on validation stimuli "
+        "by cosine to the true embedding; see the retrieval section) is captioned by the "
+        f"{cap['backend']} "
         f"captioner ({'greedy' if cap['num_beams'] == 1 else str(cap['num_beams']) + ' beams'});"
         " the same captioner on the image's true CLIP "
         "embedding is the ceiling, and the caption of another test image is chance. Scores "

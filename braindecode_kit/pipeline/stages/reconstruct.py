@@ -50,7 +50,7 @@ from ._common import (
 
 #: the routes of the reconstruction table, in order: name -> label
 ROUTES = {"ceiling": "true embedding (ceiling)",
-          "decoder": "contrastive decoder (ours)",
+          "decoder": "decoder, generation route (ours)",
           "decoder_lowlevel": "decoder + low-level init (ours)",
           "ridge": "ridge (Brain-Diffuser route)",
           "chance": "chance (another image's reconstruction)"}
@@ -304,7 +304,9 @@ def report_reconstruct(ctx: RunContext, report) -> None:
             "images). 2-way: built-in CLIP, np.corrcoef protocol (chance 0.5); agreement: the "
             "largest object's shape / colour read zero-shot by the built-in CLIP in the "
             "reconstruction and in the seen image; PixCorr/SSIM at 425 px (MindEye2); "
-            "effnet/swav are correlation distances (lower is better)."))
+            "effnet/swav are correlation distances (lower is better). The decoder's "
+            "embedding is its generation route: the network anchored on the subject's "
+            "ridge, the weight chosen on validation stimuli by cosine to the true embedding."))
         missing = [c for c in all_cols if c not in cols]
         if missing:
             no_weights = [c for c in missing if "local weights" in str(
