@@ -27,7 +27,8 @@ from .conftest import child_env, comparable, read_json, write_config
 ACCELERATE = Path(sys.executable).with_name("accelerate")
 
 #: metric paths whose values come from a trained decoder
-TRAINED = re.compile(r"^fmri\.(train\.|decoder\.|per_subject\.[^.]+\.decoder\.|"
+TRAINED = re.compile(r"^fmri\.(train\.|decoder\.|network\.|anchor\.|"
+                     r"per_subject\.[^.]+\.(decoder|network)\.|"
                      r"new_subject\.(adapted|scratch|learning_curve)|"
                      r"caption\.(decoder|decoder_minus_ridge|brain_over_captioner|"
                      r"shape_named_over_chance)\b|"
