@@ -290,3 +290,50 @@ def load_subjects(ctx: RunContext, kind: str, bids_dir: str,
 def n_test_stimuli(ts: Any) -> int:
     """Number of distinct test stimuli of a TrialSet."""
     return int(ts.select(split="test").trials["stimulus_id"].nunique())
+
+
+class CachedEmbedder:
+    """An embedder whose text and image embeddings are computed once per distinct text or
+    image (uint8 pixels) for a stage: the caption stage embeds the references and prompts of
+    every caption set once, the reconstruct stage each seen image and reconstruction once
+    for its per-image scores, its metric table and its pooled FID. Everything else is the
+    wrapped embedder's; inputs it does not key (a StimulusSet) go straight through."""
+
+    def __init__(self, embedder) -> None:
+        self.embedder = embedder
+        self._texts: dict[str, np.ndarray] = {}
+        self._images: dict[bytes, np.ndarray] = {}
+
+    def __getattr__(self, name: str):
+        return getattr(self.embedder, name)
+
+    def encode_texts(self, texts):
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        new = [t for t in dict.fromkeys(texts) if t not in self._texts]
+        if new:
+            self._texts.update(zip(new, self.embedder.encode_texts(new)))
+        return np.stack([self._texts[t] for t in texts])
+
+    def encode_images(self, images):
+        if isinstance(images, np.ndarray):
+            items = list(images)
+            keys = [_image_key(a) for a in items]
+        elif isinstance(images, (list, tuple)):
+            items = list(images)
+            keys = [_image_key(np.asarray(im.convert("RGB"))) for im in items]
+        else:
+            return self.embedder.encode_images(images)
+        todo = {}
+        for k, item in zip(keys, items):
+            if k not in self._images and k not in todo:
+                todo[k] = item
+        if todo:
+            batch = (np.stack(list(todo.values())) if isinstance(images, np.ndarray)
+                     else list(todo.values()))
+            self._images.update(zip(todo, self.embedder.encode_images(batch)))
+        return np.stack([self._images[k] for k in keys]).astype(np.float32, copy=False)
+
+
+def _image_key(a: np.ndarray) -> bytes:
+    a = np.ascontiguousarray(a)
+    return str((a.shape, a.dtype)).encode() + a.tobytes()

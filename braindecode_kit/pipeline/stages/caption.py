@@ -25,6 +25,7 @@ from ...evaluate.caption_metrics import ALL_METRICS
 from .._base import RunContext, stage
 from ._common import (
     KIND_LABELS,
+    CachedEmbedder,
     generation_predictions,
     get_oracle,
     get_stimuli,
@@ -65,28 +66,11 @@ def _captioner(ctx: RunContext, train_ids: list[str]):
     return cap
 
 
-class _TextCache:
-    """An embedder's text tower with a cache: the references and prompts are embedded
-    once for all caption sets."""
-
-    def __init__(self, embedder) -> None:
-        self.embedder, self.cache = embedder, {}
-
-    def __getattr__(self, name: str):
-        return getattr(self.embedder, name)
-
-    def encode_texts(self, texts):
-        new = [t for t in dict.fromkeys(texts) if t not in self.cache]
-        if new:
-            self.cache.update(zip(new, self.embedder.encode_texts(new)))
-        return np.stack([self.cache[t] for t in texts])
-
-
 def _embedder(ctx: RunContext):
     from ...embed import Embedder
 
     ec = ctx.config.embed
-    return ctx.cached("caption/embedder", lambda: _TextCache(Embedder(
+    return ctx.cached("caption/embedder", lambda: CachedEmbedder(Embedder(
         ec.model, pretrained=ec.pretrained, device=ec.device)))
 
 

@@ -39,6 +39,7 @@ from ..._utils import save_npy_atomic
 from .._base import RunContext, stage
 from ._common import (
     KIND_LABELS,
+    CachedEmbedder,
     generation_predictions,
     get_stimuli,
     get_targets,
@@ -164,7 +165,7 @@ def score_kind(ctx: RunContext, kind: str, done: dict[str, Any], settings) -> di
     from ...reconstruct.scores import seen_readings, world_scores
 
     stimuli = get_stimuli(ctx)
-    embedder = Embedder("builtin")
+    embedder = CachedEmbedder(Embedder("builtin"))
     union = done["union"]
     seen_all = stimuli.subset(union).to_array(size=int(ctx.config.stimuli.size))
     pos = {sid: k for k, sid in enumerate(union)}
