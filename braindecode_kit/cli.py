@@ -99,11 +99,7 @@ def _cmd_train_builtin(args: argparse.Namespace) -> int:
     kwargs = {"seed": args.seed}
     if args.steps is not None:
         kwargs["steps"] = args.steps
-    if args.device is not None:
-        if args.model != "image-decoder":
-            raise SystemExit("braindecode-kit train-builtin: --device is for image-decoder only")
-        kwargs["device"] = args.device
-    for name in ("init", "batch_size", "lr", "n_images"):
+    for name in ("device", "init", "batch_size", "lr", "n_images"):
         value = getattr(args, name)
         if value is not None:
             if args.model != "image-decoder":

@@ -73,3 +73,11 @@ def test_simulate_meg_seeg_commands_write_bids(tmp_path, capsys, kind):
     assert len(list(out.glob(f"sub-01/ses-01/{datatype}/*_events.tsv"))) == 2
     assert (out / "derivatives" / "simulation" / "simulation.json").is_file()
     assert ("SimulatedMEG" if kind == "meg" else "SimulatedSEEG") in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("flag", [["--device", "cpu"], ["--init", "data"], ["--lr", "0.1"],
+                                  ["--batch-size", "8"], ["--n-images", "10"]])
+def test_train_builtin_refuses_image_decoder_flags_for_other_models(tmp_path, flag):
+    with pytest.raises(SystemExit, match=f"{flag[0]} is for image-decoder only"):
+        main(["train-builtin", "captioner", "--out", str(tmp_path), *flag])
+    assert not any(tmp_path.iterdir())  # refused before anything was written
