@@ -34,6 +34,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 import braindecode_kit as bdk
 from braindecode_kit.embed import Embedder, embed_stimuli
@@ -144,7 +145,9 @@ assert scores["contrastive decoder"]["top1"] > 5 / n, "decoding should be far ab
 # shared encoder. Train it on subjects 01 and 02; `fit_stimulus_map` then learns which
 # shared-space representation their brains give an image (from its image and caption
 # embeddings) and keeps it in the model. A new subject's adapter is then a ridge
-# regression into that space (`adapt_subject`), seconds on a CPU.
+# regression into that space (`adapt_subject`), seconds on a CPU. The decoder also gets a
+# *generation head*: a regression output (trained by cosine onto the CLIP embeddings, next
+# to the contrastive head) for captions and reconstructions.
 
 # %%
 from braindecode_kit.models import BrainDecoder, DecoderConfig  # noqa: E402
@@ -159,10 +162,25 @@ from braindecode_kit.train import (  # noqa: E402
 subjects = {s: load_fmri_bids(workdir / "bids", s, method="lsa") for s in ("01", "02", "03")}
 trains = [subjects[s].select(split="train") for s in ("01", "02")]
 cfg = DecoderConfig(subjects={t.subject: t.n_features for t in trains},
-                    embed_dim=Y_train.shape[1], d_shared=64)
-shared = fit(BrainDecoder(cfg, seed=0), trains, targets, TrainConfig(epochs=20, seed=0)).decoder
+                    embed_dim=Y_train.shape[1], d_shared=64,
+                    generation_head=True, generation_detach=False)
+shared = fit(BrainDecoder(cfg, seed=0), trains, targets,
+             TrainConfig(epochs=20, seed=0, generation_weight=4.0)).decoder
 fit_stimulus_map(shared, trains, targets)
 shared
+
+# %% [markdown]
+# The contrastive head ranks the test images; the generation head's outputs lie closer to
+# the true embeddings (mean cosine over subject 01's test images), which is what a
+# captioner or an image generator is fed:
+
+# %%
+test01 = subjects["01"].select(split="test").average_repetitions()
+truth01 = targets.loc(test01.stimulus_ids).image
+unit = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True)  # noqa: E731
+pd.Series({head: float(np.mean(np.sum(unit(shared.predict(test01, head=head))
+                                      * unit(truth01), axis=1)))
+           for head in ("image", "generation")}, name="cosine to the true embedding")
 
 # %% [markdown]
 # Subject 03 is new. Its accuracy as a function of how many of its training images it

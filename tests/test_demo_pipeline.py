@@ -19,7 +19,8 @@ SMALL = {
     "fmri": {"source": "simulate",
              "simulate": {"n_subjects": 3, "n_shared_test": 100, "n_voxels": 800,
                           "n_train_per_subject": 400, "n_sessions": 2}},
-    "decoder": {"d_shared": 128, "n_blocks": 1},
+    # with the regression head the generation route reads (captions, reconstructions)
+    "decoder": {"d_shared": 128, "n_blocks": 1, "generation_head": True},
     "train": {"epochs": 20, "batch_size": 64, "patience": None},
     "new_subject": {"fraction": 0.25, "curve": [0.25, 1.0]},
     "evaluate": {"n_candidates": 100, "n_draws": 10, "topk": 5},
@@ -115,6 +116,10 @@ def test_the_decoder_route_is_the_network_anchored_to_ridge(run):
         _, val = split_train_val(ts, seed=0)
         test_ids = set(ts.select(split="test").stimulus_ids)
         assert not set(val.stimulus_ids) & test_ids
+        # retrieval reads the contrastive head, generation the regression head
+        assert {r: a["head"] for r, a in routes.items()} == {
+            "decoder": "image", "decoder_generation": "generation"}
+        network = {"decoder": "network", "decoder_generation": "network_generation"}
         for route, a in routes.items():
             assert a["weight"] in ANCHOR_WEIGHTS and not a["skipped"]
             assert set(a["scores"]) == {str(w) for w in ANCHOR_WEIGHTS}
@@ -122,9 +127,16 @@ def test_the_decoder_route_is_the_network_anchored_to_ridge(run):
             assert a["scores"][str(a["weight"])] == max(a["scores"].values())
             assert a["n_val_stimuli"] == len(set(val.stimulus_ids)) >= 10
             np.testing.assert_allclose(
-                pred(route, s), blend_predictions(pred("ridge", s), pred("network", s),
+                pred(route, s), blend_predictions(pred("ridge", s), pred(network[route], s),
                                                   a["weight"]), rtol=1e-5, atol=1e-6)
+        # the two heads are different outputs
+        assert not np.allclose(pred("network", s), pred("network_generation", s))
+        cos = f["per_subject"][s]["cosine"]
+        assert set(cos) == {"decoder_generation", "network_generation", "network", "ridge"}
+        assert all(-1 <= v <= 1 for v in cos.values())
     assert {"top1", "ci", "top5"} <= set(f["network"])
+    # the regression head lies closer to the true embeddings than the contrastive one
+    assert f["cosine"]["network_generation"] > f["cosine"]["network"]
     # anchoring keeps what validation supports: far from losing to its own parts
     assert f["decoder"]["top1"] >= min(f["network"]["top1"], f["ridge"]["top1"]) - 0.05
 

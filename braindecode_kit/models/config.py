@@ -26,6 +26,8 @@ __all__ = ["MODALITIES", "DecoderConfig", "FeatureShape", "SubjectSpec"]
 #: the contrastive loss schedules (:class:`~braindecode_kit.models.losses.LossSchedule`);
 #: here, torch-free, so a training config validates without importing torch
 SCHEDULE_KINDS = ("mindeye", "infonce", "softclip", "bimixco", "mse")
+#: the generation head's regression losses (``TrainConfig.generation_loss``)
+GENERATION_LOSSES = ("cosine", "mse")
 
 #: the recording kinds a subject can have
 MODALITIES = ("fmri", "meg", "seeg")
@@ -352,6 +354,16 @@ class DecoderConfig:
         The low-level head reads the shared features without sending gradients back
         (the embedding heads alone shape the encoder, so adding it leaves retrieval as
         it was); False trains the encoder with it too, as MindEye2.
+    generation_head : bool
+        Add a second pooled head onto the image-embedding space, trained by regression
+        (``TrainConfig.generation_weight``, ``generation_loss``) rather than
+        contrastively: the output that captions and reconstructions are generated from
+        (MindEye2 and the MEG paper generate from a regression output and retrieve from
+        the contrastive one, whose outputs rank well but lie far from the true
+        embeddings). :meth:`BrainDecoder.predict` returns it with ``head="generation"``.
+    generation_detach : bool
+        The generation head reads the shared features without sending gradients back (the
+        contrastive heads alone shape the encoder); False trains the encoder with it too.
     stimulus_map : bool
         Whether the decoder holds a map from a stimulus's CLIP embeddings to its shared
         space (set by :func:`braindecode_kit.train.fit_stimulus_map` after training; it
@@ -389,6 +401,8 @@ class DecoderConfig:
     text_dim: int | None = None
     blurry_size: int | None = None
     blurry_detach: bool = True
+    generation_head: bool = False
+    generation_detach: bool = True
     stimulus_map: bool = False
     stimulus_map_text_dim: int = 0
 
@@ -430,6 +444,8 @@ class DecoderConfig:
         if self.blurry_size is not None:
             self.blurry_size = check_positive_int("blurry_size", self.blurry_size)
         check_type("blurry_detach", self.blurry_detach, bool)
+        check_type("generation_head", self.generation_head, bool)
+        check_type("generation_detach", self.generation_detach, bool)
         check_type("stimulus_map", self.stimulus_map, bool)
         self.stimulus_map_text_dim = check_positive_int(
             "stimulus_map_text_dim", self.stimulus_map_text_dim, allow_zero=True)

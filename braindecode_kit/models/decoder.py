@@ -23,7 +23,7 @@ from .heads import BlurryHead, PooledHead, TokenHead
 __all__ = ["BrainDecoder", "HEADS"]
 
 #: names of the heads a decoder can have
-HEADS = ("image", "tokens", "text", "blurry")
+HEADS = ("image", "tokens", "text", "blurry", "generation")
 _WEIGHTS = "model.safetensors"
 _CONFIG = "config.json"
 
@@ -93,6 +93,8 @@ class BrainDecoder(nn.Module):
             self.heads["text"] = PooledHead(cfg.d_shared, cfg.text_dim, cfg.head_hidden)
         if cfg.blurry_size is not None:
             self.heads["blurry"] = BlurryHead(cfg.d_shared, cfg.blurry_size)
+        if cfg.generation_head:
+            self.heads["generation"] = PooledHead(cfg.d_shared, cfg.embed_dim, cfg.head_hidden)
         if cfg.stimulus_map:
             self._register_stimulus_map(
                 torch.zeros(cfg.d_shared, cfg.embed_dim + cfg.stimulus_map_text_dim),
@@ -355,7 +357,8 @@ class BrainDecoder(nn.Module):
         -------
         dict of str to Tensor
             ``"image"`` ``(n, embed_dim)``; ``"tokens"`` ``(n, n_tokens, token_dim)`` and
-            ``"text"`` ``(n, text_dim)`` when those heads exist.
+            ``"text"`` ``(n, text_dim)``, ``"blurry"`` ``(n, 3, s, s)`` and
+            ``"generation"`` ``(n, embed_dim)`` when those heads exist.
         """
         if isinstance(x, Mapping):
             if subject is not None:
@@ -386,8 +389,10 @@ class BrainDecoder(nn.Module):
                     feats = x.new_empty((x.shape[0], *part.shape[1:]))
                 feats = feats.index_copy(0, idx, part.to(feats.dtype))
         h = self.encoder(feats)
-        return {name: head(h.detach() if name == "blurry" and self.config.blurry_detach
-                           else h) for name, head in self.heads.items()}
+        detached = {"blurry": self.config.blurry_detach,
+                    "generation": self.config.generation_detach}
+        return {name: head(h.detach() if detached.get(name, False) else h)
+                for name, head in self.heads.items()}
 
     # ------------------------------------------------------------------ predict
     def predict(
@@ -408,9 +413,10 @@ class BrainDecoder(nn.Module):
             The subject; None takes the TrialSet's subject, or the only subject.
         batch_size : int
             Trials per forward pass.
-        head : {"image", "tokens", "text", "blurry"}
+        head : {"image", "tokens", "text", "blurry", "generation"}
             Which head's output to return (``"blurry"``: ``(n, 3, s, s)`` images in
-            ``[0, 1]``, clipped).
+            ``[0, 1]``, clipped; ``"generation"``: the regression head's embedding, what
+            captions and reconstructions are generated from).
 
         Returns
         -------
@@ -421,7 +427,8 @@ class BrainDecoder(nn.Module):
         b = self.config.blurry_size
         shape = {"image": (self.config.embed_dim,), "text": (self.config.text_dim,),
                  "tokens": tuple(self.config.token_shape or ()),
-                 "blurry": (3, b, b) if b else ()}[head]
+                 "blurry": (3, b, b) if b else (),
+                 "generation": (self.config.embed_dim,)}[head]
         out = self._batched(X, subject, batch_size, lambda xb, s: self(xb, s)[head], shape)
         return np.clip(out, 0.0, 1.0) if head == "blurry" else out
 

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._checks import check_option
-from .config import SCHEDULE_KINDS
+from .config import GENERATION_LOSSES, SCHEDULE_KINDS
 
 __all__ = [
     "CombinedLoss",
@@ -283,6 +283,15 @@ class LossSchedule:
         return LossStep("softclip", float(temps[min(epoch - n_mix, len(temps) - 1)]))
 
 
+def _mixed(target: torch.Tensor, step: LossStep, perm: torch.Tensor | None,
+           betas: torch.Tensor | None) -> torch.Tensor:
+    """The target of a regression term: mixed as the inputs were when the step mixes."""
+    if perm is None or betas is None or not step.mixes_inputs:
+        return target
+    b = betas.to(target.dtype).reshape([-1] + [1] * (target.dim() - 1))
+    return b * target + (1 - b) * target[perm]
+
+
 class CombinedLoss(nn.Module):
     """Weighted sum of a contrastive term (from a :class:`LossSchedule`) and regression
     terms, over every head the decoder has.
@@ -290,7 +299,8 @@ class CombinedLoss(nn.Module):
     ``total = sum_h w_h * (contrastive_weight * C_h + mse_weight * MSE_h
     + cosine_weight * COS_h)`` with ``w_image = 1``, ``w_tokens = token_weight``,
     ``w_text = text_weight``; the low-level head (``"blurry"``, images not embeddings) adds
-    ``blurry_weight * L1``.
+    ``blurry_weight * L1``, and the generation head (``"generation"``, scored against the
+    image targets) adds ``generation_weight`` times its regression loss.
 
     Parameters
     ----------
@@ -302,6 +312,12 @@ class CombinedLoss(nn.Module):
         Weights of the token and caption-text heads (used when present in the outputs).
     blurry_weight : float
         Weight of the low-level head's L1 loss (used when present in the outputs).
+    generation_weight : float
+        Weight of the generation head's regression loss (used when present in the
+        outputs; its target is the image target).
+    generation_loss : {"cosine", "mse"}
+        That loss: ``1 - cos`` (the scale-free fit the generation route is judged by) or
+        the mean squared error (MindEye2's prior, the MEG paper's MSE head).
     learn_temperature : bool
         For ``"infonce"``: learn the temperature (a log-scale parameter initialised at
         ``schedule.temperature``, as CLIP's logit scale, capped at 100).
@@ -317,12 +333,15 @@ class CombinedLoss(nn.Module):
         text_weight: float = 1.0,
         blurry_weight: float = 1.0,
         learn_temperature: bool = False,
+        generation_weight: float = 1.0,
+        generation_loss: str = "cosine",
     ) -> None:
         super().__init__()
         self.schedule = schedule or LossSchedule()
         for name, v in dict(contrastive_weight=contrastive_weight, mse_weight=mse_weight,
                             cosine_weight=cosine_weight, token_weight=token_weight,
-                            text_weight=text_weight, blurry_weight=blurry_weight).items():
+                            text_weight=text_weight, blurry_weight=blurry_weight,
+                            generation_weight=generation_weight).items():
             if not v >= 0:
                 raise ValueError(f"{name} must be >= 0, but got {v!r}.")
         if contrastive_weight + mse_weight + cosine_weight <= 0:
@@ -334,6 +353,9 @@ class CombinedLoss(nn.Module):
         self.head_weights = {"image": 1.0, "tokens": float(token_weight),
                              "text": float(text_weight)}
         self.blurry_weight = float(blurry_weight)
+        self.generation_weight = float(generation_weight)
+        check_option("generation_loss", generation_loss, GENERATION_LOSSES)
+        self.generation_loss = generation_loss
         self.learn_temperature = bool(learn_temperature)
         if self.learn_temperature:
             self.logit_scale = nn.Parameter(
@@ -393,30 +415,26 @@ class CombinedLoss(nn.Module):
                 parts[f"{head}/{step.kind}"] = float(c.detach())
                 loss_h = loss_h + self.contrastive_weight * c
             if self.mse_weight:
-                tgt = target
-                if perm is not None and betas is not None and step.mixes_inputs:
-                    b = betas.to(target.dtype).reshape([-1] + [1] * (target.dim() - 1))
-                    tgt = b * target + (1 - b) * target[perm]
-                m = mse_loss(pred, tgt)
+                m = mse_loss(pred, _mixed(target, step, perm, betas))
                 parts[f"{head}/mse"] = float(m.detach())
                 loss_h = loss_h + self.mse_weight * m
             if self.cosine_weight:
-                tgt = target
-                if perm is not None and betas is not None and step.mixes_inputs:
-                    b = betas.to(target.dtype).reshape([-1] + [1] * (target.dim() - 1))
-                    tgt = b * target + (1 - b) * target[perm]
-                c = cosine_loss(pred, tgt)
+                c = cosine_loss(pred, _mixed(target, step, perm, betas))
                 parts[f"{head}/cosine"] = float(c.detach())
                 loss_h = loss_h + self.cosine_weight * c
             total = w * loss_h if total is None else total + w * loss_h
         if "blurry" in outputs and "blurry" in targets and self.blurry_weight:
-            tgt = targets["blurry"]
-            if perm is not None and betas is not None and step.mixes_inputs:
-                b = betas.to(tgt.dtype).reshape([-1] + [1] * (tgt.dim() - 1))
-                tgt = b * tgt + (1 - b) * tgt[perm]
+            tgt = _mixed(targets["blurry"], step, perm, betas)
             l1 = torch.nn.functional.l1_loss(outputs["blurry"].float(), tgt.float())
             parts["blurry/l1"] = float(l1.detach())
             total = self.blurry_weight * l1 if total is None else total + self.blurry_weight * l1
+        if "generation" in outputs and "image" in targets and self.generation_weight:
+            tgt = _mixed(targets["image"], step, perm, betas)
+            fn = cosine_loss if self.generation_loss == "cosine" else mse_loss
+            g = fn(outputs["generation"], tgt)
+            parts[f"generation/{self.generation_loss}"] = float(g.detach())
+            w = self.generation_weight
+            total = w * g if total is None else total + w * g
         if total is None:
             raise ValueError(
                 f"No head to score: outputs have {sorted(outputs)}, targets have {sorted(targets)}."

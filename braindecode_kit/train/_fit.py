@@ -284,7 +284,8 @@ def _train_loop(accelerator, decoder: BrainDecoder, prep: _Prepared, val: _Prepa
                 config: TrainConfig, out_dir: PathLike | None, resume: bool) -> TrainResult:
     main = accelerator.is_main_process
     heads = [h for h in decoder.head_names if h in prep.tables]
-    skipped = [h for h in decoder.head_names if h not in prep.tables]
+    # the generation head regresses onto the image targets: it needs no table of its own
+    skipped = [h for h in decoder.head_names if h not in prep.tables and h != "generation"]
     if skipped:
         logger.info("No targets for head(s) %s: they are not trained.", skipped)
 

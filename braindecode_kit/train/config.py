@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._checks import check_float, check_int, check_option
-from ..models.config import SCHEDULE_KINDS
+from ..models.config import GENERATION_LOSSES, SCHEDULE_KINDS
 
 if TYPE_CHECKING:  # torch is imported when a loss or a model is made, not to validate
     from ..models.decoder import BrainDecoder
@@ -63,6 +63,11 @@ class TrainConfig:
         targets have them.
     blurry_weight : float
         Weight of the low-level head's L1 loss, when the decoder and the targets have it.
+    generation_weight : float
+        Weight of the generation head's regression loss onto the image targets, when the
+        decoder has that head (``DecoderConfig.generation_head``).
+    generation_loss : {"cosine", "mse"}
+        That regression loss.
     mixed_precision : {"no", "bf16", "fp16"}
         Autocast precision (see the module docstring about fp16).
     grad_clip : float or None
@@ -108,6 +113,8 @@ class TrainConfig:
     token_weight: float = 1.0
     text_weight: float = 1.0
     blurry_weight: float = 1.0
+    generation_weight: float = 1.0
+    generation_loss: str = "cosine"
     mixed_precision: str = "no"
     grad_clip: float | None = 1.0
     patience: int | None = 8
@@ -134,8 +141,9 @@ class TrainConfig:
             check_float(name, getattr(self, name), 0.0, lo_open=True)
         for name in ("weight_decay", "adapter_weight_decay", "contrastive_weight",
                      "mse_weight", "cosine_weight", "token_weight", "text_weight",
-                     "blurry_weight"):
+                     "blurry_weight", "generation_weight"):
             check_float(name, getattr(self, name), 0.0)
+        check_option("generation_loss", self.generation_loss, GENERATION_LOSSES)
         for name in ("pct_start", "mix_prob", "mix_fraction"):
             check_float(name, getattr(self, name), 0.0, 1.0)
         check_float("grad_clip", self.grad_clip, 0.0, lo_open=True, allow_none=True)
@@ -174,7 +182,9 @@ class TrainConfig:
                             mse_weight=self.mse_weight, cosine_weight=self.cosine_weight,
                             token_weight=self.token_weight, text_weight=self.text_weight,
                             blurry_weight=self.blurry_weight,
-                            learn_temperature=self.learn_temperature)
+                            learn_temperature=self.learn_temperature,
+                            generation_weight=self.generation_weight,
+                            generation_loss=self.generation_loss)
 
 
 @dataclass

@@ -34,6 +34,15 @@ from ._common import (
 #: reconstructions) by cosine to the true embedding (as MindEye2 retrieves from its
 #: contrastive output and generates from another)
 ANCHOR_CRITERIA = {"decoder": "rank", "decoder_generation": "cosine"}
+#: the decoder head each route reads: the generation route takes the regression head
+#: when the decoder has one (``decoder.generation_head``), else the contrastive one
+ROUTE_HEADS = {"decoder": "image", "decoder_generation": "generation"}
+
+
+def route_head(decoder, route: str) -> str:
+    """The head of ``decoder`` that ``route`` reads (see :data:`ROUTE_HEADS`)."""
+    head = ROUTE_HEADS[route]
+    return head if head in decoder.head_names else "image"
 
 
 def _choose_anchors(ctx: RunContext, kind: str, ts, decoder, subject: str, test_ids) -> dict:
@@ -63,14 +72,23 @@ def _choose_anchors(ctx: RunContext, kind: str, ts, decoder, subject: str, test_
         np.asarray(trains.data, dtype=np.float32), targets.loc(trains.stimulus_ids).image,
         groups=trains.stimulus_ids)
     x_val = np.asarray(vals.data, dtype=np.float32)
-    r_val, d_val = ridge.predict(x_val), decoder.predict(x_val, subject=subject)
+    r_val = ridge.predict(x_val)
     truth = targets.loc(vals.stimulus_ids).image
     out = {}
     for route, criterion in ANCHOR_CRITERIA.items():
+        head = route_head(decoder, route)
+        d_val = decoder.predict(x_val, subject=subject, head=head)
         weight, scores = choose_anchor_weight(r_val, d_val, truth, criterion=criterion)
         out[route] = {"weight": weight, "criterion": criterion, "scores": scores,
-                      "n_val_stimuli": vals.n_trials, "skipped": False}
+                      "head": head, "n_val_stimuli": vals.n_trials, "skipped": False}
     return out
+
+
+def _cosines(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Row-wise cosine of predictions and true embeddings."""
+    p = pred / np.maximum(np.linalg.norm(pred, axis=1, keepdims=True), 1e-12)
+    t = truth / np.maximum(np.linalg.norm(truth, axis=1, keepdims=True), 1e-12)
+    return (p * t).sum(axis=1)
 
 
 def _evaluate(ctx: RunContext, kind: str) -> tuple[dict[str, Any], list[str]]:
@@ -97,6 +115,7 @@ def _evaluate(ctx: RunContext, kind: str) -> tuple[dict[str, Any], list[str]]:
         pred_net = decoder.predict(np.asarray(test.data, dtype=np.float32), subject=s)
         pred_ridge = np.load(ctx.run_dir / kind_path(kind, "predictions", f"ridge_sub-{s}.npy"))
         preds = {"decoder": pred_net, "ridge": pred_ridge}
+        per_subject[s] = {}
         if anchored:
             anchors[s] = _choose_anchors(ctx, kind, trialsets[s], decoder, s,
                                          list(test.stimulus_ids))
@@ -104,12 +123,22 @@ def _evaluate(ctx: RunContext, kind: str) -> tuple[dict[str, Any], list[str]]:
                                                  anchors[s]["decoder"]["weight"])
             preds["network"] = pred_net
             # the generation route (captions, reconstructions): saved, not a retrieval row
-            gen = blend_predictions(pred_ridge, pred_net,
+            head = anchors[s]["decoder_generation"].get("head", "image")
+            pred_gen = pred_net if head == "image" else decoder.predict(
+                np.asarray(test.data, dtype=np.float32), subject=s, head=head)
+            gen = blend_predictions(pred_ridge, pred_gen,
                                     anchors[s]["decoder_generation"]["weight"])
-            path = kind_path(kind, "predictions", f"decoder_generation_sub-{s}.npy")
-            save_npy_atomic(ctx.path(path), gen.astype(np.float32))
-            written.append(path)
-        per_subject[s] = {}
+            routes = [("decoder_generation", gen)]
+            if head != "image":  # the regression head's own output, saved beside
+                routes.append(("network_generation", pred_gen))
+            for name, arr in routes:
+                path = kind_path(kind, "predictions", f"{name}_sub-{s}.npy")
+                save_npy_atomic(ctx.path(path), arr.astype(np.float32))
+                written.append(path)
+            # how close each route lies to the true embeddings (what generation needs)
+            per_subject[s]["cosine"] = {
+                name: float(np.mean(_cosines(p, Y))) for name, p in
+                [*routes, ("network", pred_net), ("ridge", pred_ridge)]}
         for name, pred in preds.items():
             if name != "ridge":
                 path = kind_path(kind, "predictions", f"{name}_sub-{s}.npy")
@@ -134,6 +163,8 @@ def _evaluate(ctx: RunContext, kind: str) -> tuple[dict[str, Any], list[str]]:
     out: dict[str, Any] = {"per_subject": per_subject}
     if anchored:
         out["anchor"] = anchors
+        out["cosine"] = {name: float(np.mean([per_subject[s]["cosine"][name] for s in pre]))
+                         for name in per_subject[pre[0]]["cosine"]}
     for name, results in per.items():
         if results:
             pooled = pool_over_subjects(results)
@@ -240,7 +271,22 @@ def _report_kind(ctx: RunContext, report, kind: str, fm: dict[str, Any]) -> None
             + ", ".join(f"sub-{s} w = {a['decoder']['weight']:g}" for s, a in anchors.items())
             + "; for captions and reconstructions by the cosine to the true embedding: "
             + ", ".join(f"sub-{s} w = {a['decoder_generation']['weight']:g}"
-                        for s, a in anchors.items()) + ".", note=True)
+                        for s, a in anchors.items()) + "."
+            + (" The generation route reads the network's regression head (trained onto "
+               "the CLIP embeddings by cosine next to the contrastive head), not the "
+               "contrastive output." if any(a["decoder_generation"].get("head") == "generation"
+                                             for a in anchors.values()) else ""),
+            note=True)
+        cos = fm.get("cosine") or {}
+        if cos:
+            labels = {"decoder_generation": "decoder, generation route (ours)",
+                      "network_generation": "its network's generation output alone",
+                      "network": "its network's contrastive output", "ridge": "ridge"}
+            report.add_text("How close each route's predicted embeddings lie to the true ones "
+                            "(mean cosine over the test images; what captions and "
+                            "reconstructions need, where retrieval needs only the ranking):")
+            report.add_table([{"route": labels.get(k, k), "cosine to the true embedding": v}
+                              for k, v in cos.items()])
     if "oracle" in fm and kind != "fmri":
         gap = fm["oracle"]["top1"] - fm["decoder"]["top1"]
         report.add_text(
