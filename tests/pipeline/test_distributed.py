@@ -29,6 +29,8 @@ ACCELERATE = Path(sys.executable).with_name("accelerate")
 #: metric paths whose values come from a trained decoder
 TRAINED = re.compile(r"^fmri\.(train\.|decoder\.|network\.|anchor\.|"
                      r"per_subject\.[^.]+\.(decoder|network)\.|"
+                     # how close the trained routes lie to the truth (ridge's must match)
+                     r"(per_subject\.[^.]+\.)?cosine\.(decoder|network)|"
                      r"new_subject\.(adapted|scratch|learning_curve)|"
                      r"caption\.(decoder|decoder_minus_ridge|brain_over_captioner|"
                      r"shape_named_over_chance)\b|"
