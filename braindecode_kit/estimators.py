@@ -19,6 +19,7 @@ from sklearn.utils.validation import check_array, check_is_fitted
 
 from ._checks import check_option
 from ._docs import fill_doc
+from .evaluate.retrieval import row_cosine
 
 __all__ = ["ANCHOR_WEIGHTS", "ContrastiveDecoder", "blend_predictions", "choose_anchor_weight"]
 
@@ -80,11 +81,8 @@ def choose_anchor_weight(ridge_val: np.ndarray, net_val: np.ndarray, truth: np.n
         and the criterion of every candidate (keys ``str(weight)``).
     """
     check_option("criterion", criterion, ("rank", "cosine"))
-
-    def cosine(pred: np.ndarray) -> float:
-        return float(np.mean(np.sum(_unit(pred) * _unit(truth), axis=1)))
-
-    score = (lambda p: _percentile_rank(p, truth)) if criterion == "rank" else cosine
+    score = ((lambda p: _percentile_rank(p, truth)) if criterion == "rank" else
+             (lambda p: float(np.mean(row_cosine(p, truth)))))
     scores = {w: score(blend_predictions(ridge_val, net_val, w)) for w in weights}
     best = max(scores.values())
     weight = [w for w in weights if scores[w] == best][-1]

@@ -38,7 +38,7 @@ import pandas as pd
 
 import braindecode_kit as bdk
 from braindecode_kit.embed import Embedder, embed_stimuli
-from braindecode_kit.evaluate import Report, retrieval_accuracy
+from braindecode_kit.evaluate import Report, retrieval_accuracy, row_cosine
 from braindecode_kit.io import load_fmri_bids
 from braindecode_kit.simulate import make_world, simulate_fmri
 
@@ -177,9 +177,7 @@ shared
 # %%
 test01 = subjects["01"].select(split="test").average_repetitions()
 truth01 = targets.loc(test01.stimulus_ids).image
-unit = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True)  # noqa: E731
-pd.Series({head: float(np.mean(np.sum(unit(shared.predict(test01, head=head))
-                                      * unit(truth01), axis=1)))
+pd.Series({head: float(np.mean(row_cosine(shared.predict(test01, head=head), truth01)))
            for head in ("image", "generation")}, name="cosine to the true embedding")
 
 # %% [markdown]

@@ -12,6 +12,7 @@ from .._lazy import attach
 # public name -> submodule that defines it
 _LAZY = {
     "retrieval_accuracy": "retrieval",
+    "row_cosine": "retrieval",
     "two_way_identification": "retrieval",
     "Report": "report",
     "IMAGE_METRICS": "image_metrics",
@@ -31,6 +32,7 @@ __all__ = [
     "network_features",
     "pixcorr",
     "retrieval_accuracy",
+    "row_cosine",
     "ssim",
     "two_way_identification",
 ]
@@ -45,7 +47,7 @@ if TYPE_CHECKING:  # pragma: no cover
         ssim,
     )
     from .report import Report
-    from .retrieval import retrieval_accuracy, two_way_identification
+    from .retrieval import retrieval_accuracy, row_cosine, two_way_identification
 
 # The function image_metrics has its module's name. Importing the module (which needs only
 # numpy) sets this package's attribute to the module, so the function is bound here,

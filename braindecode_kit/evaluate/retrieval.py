@@ -14,7 +14,7 @@ import numpy as np
 
 from .._checks import check_finite, check_option
 
-__all__ = ["DIRECTIONS", "retrieval_accuracy", "two_way_identification"]
+__all__ = ["DIRECTIONS", "retrieval_accuracy", "row_cosine", "two_way_identification"]
 
 DIRECTIONS = ("brain->image", "image->brain", "both")
 
@@ -43,6 +43,21 @@ def _as_pair(pred: Any, target: Any) -> tuple[np.ndarray, np.ndarray]:
 def _l2_normalise(x: np.ndarray) -> np.ndarray:
     norm = np.linalg.norm(x, axis=1, keepdims=True)
     return x / np.maximum(norm, np.finfo(np.float64).tiny)
+
+
+def row_cosine(pred: Any, target: Any) -> np.ndarray:
+    """The cosine of each prediction with its own target (row ``i`` with row ``i``;
+    token-level embeddings flattened): how close predicted embeddings lie to the true
+    ones, which is what a captioner or an image generator fed them needs (retrieval needs
+    only their ranking).
+
+    Returns
+    -------
+    ndarray, float64
+        ``(n,)`` cosines in ``[-1, 1]`` (0 for an all-zero row).
+    """
+    pred, target = _as_pair(pred, target)
+    return (_l2_normalise(pred) * _l2_normalise(target)).sum(axis=1)
 
 
 def _hits(scores: np.ndarray, k: int) -> np.ndarray:

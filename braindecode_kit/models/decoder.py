@@ -143,7 +143,8 @@ class BrainDecoder(nn.Module):
 
     @property
     def head_names(self) -> list[str]:
-        """The heads this decoder has (``"image"`` always, ``"tokens"``/``"text"`` if set)."""
+        """The heads this decoder has (``"image"`` always; ``"tokens"``, ``"text"``,
+        ``"blurry"`` and ``"generation"`` when its config sets them)."""
         return list(self.heads.keys())
 
     @property

@@ -29,6 +29,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._checks import check_int, check_option, check_type
 from .._utils import PathLike, atomic_path, hash_file, write_json_atomic
+from ..evaluate.retrieval import row_cosine
 
 __all__ = ["DEFAULT_ALPHAS", "EmbeddingMap", "RESCALES"]
 
@@ -78,11 +79,6 @@ def _r2(Y: np.ndarray, P: np.ndarray) -> float:
     """Variance-weighted R^2 over all output dimensions."""
     ss_tot = float(((Y - Y.mean(0)) ** 2).sum())
     return 1.0 - float(((Y - P) ** 2).sum()) / max(ss_tot, 1e-300)
-
-
-def _mean_cosine(Y: np.ndarray, P: np.ndarray) -> float:
-    den = np.linalg.norm(Y, axis=1) * np.linalg.norm(P, axis=1)
-    return float(np.mean((Y * P).sum(1) / np.maximum(den, 1e-300)))
 
 
 class EmbeddingMap(TransformerMixin, BaseEstimator):
@@ -230,7 +226,7 @@ class EmbeddingMap(TransformerMixin, BaseEstimator):
         self.n_fitted_ = int(len(X))
         self.r2_train_ = _r2(Y, X @ coef.T + intercept)
         self.cv_r2_ = _r2(Y, oof)
-        self.cv_cosine_ = _mean_cosine(Y, oof)
+        self.cv_cosine_ = float(np.mean(row_cosine(oof, Y)))
         self.target_norm_ = float(np.linalg.norm(Y, axis=1).mean())
         self.y_mean_ = Y.mean(0)
         self.y_scale_ = _scale_or_one(Y.std(0))

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from braindecode_kit.evaluate import retrieval_accuracy, two_way_identification
+from braindecode_kit.evaluate import retrieval_accuracy, row_cosine, two_way_identification
 
 
 def unit(degrees):
@@ -158,3 +158,15 @@ def test_two_way_against_reference_perfect_and_random():
     const = target.reshape(50, -1).copy()
     const[3] = 1.0  # a constant prediction: undefined correlation counts as failure
     assert two_way_identification(const, target.reshape(50, -1))["per_item"][3] == 0.0
+
+
+def test_row_cosine_hand_computed():
+    pred = np.array([[2.0, 0.0], [1.0, 1.0], [0.0, -3.0], [0.0, 0.0]])
+    target = np.array([[5.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+    # same direction, 45 degrees, opposite, an all-zero prediction
+    np.testing.assert_allclose(row_cosine(pred, target), [1.0, 1 / math.sqrt(2), -1.0, 0.0])
+    # token grids are flattened; shapes must match
+    np.testing.assert_allclose(row_cosine(pred.reshape(4, 2, 1), target.reshape(4, 2, 1)),
+                               row_cosine(pred, target))
+    with pytest.raises(ValueError, match="same shape"):
+        row_cosine(pred, target[:3])

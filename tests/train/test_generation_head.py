@@ -1,5 +1,5 @@
 """The generation head: a regression output next to the contrastive one (what captions and
-reconstructions are generated from)."""
+reconstructions are generated from); and, for it and the low-level head, the detach flag."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from braindecode_kit.embed import Targets
+from braindecode_kit.evaluate import row_cosine
 from braindecode_kit.models import BrainDecoder
 from braindecode_kit.models.losses import CombinedLoss, LossSchedule
 from braindecode_kit.train import TrainConfig, fit
@@ -20,10 +21,8 @@ def _targets(targets):
     return Targets(ids, np.stack([targets[i] for i in ids]))
 
 
-def _cos(a, b):
-    a = a / np.linalg.norm(a, axis=1, keepdims=True)
-    b = b / np.linalg.norm(b, axis=1, keepdims=True)
-    return (a * b).sum(1)
+def _unit(a):
+    return a / np.linalg.norm(a, axis=1, keepdims=True)
 
 
 @pytest.mark.parametrize("loss", ["cosine", "mse"])
@@ -44,9 +43,8 @@ def test_generation_head_learns_the_embeddings_and_round_trips(problem, tmp_path
         assert pred.shape == truth.shape
         # held-out trials: the trained head lies closer to the true embeddings than the
         # untrained one, and closer to its own stimulus than to the other test stimuli
-        assert _cos(pred, truth).mean() > _cos(before[s], truth).mean() + 0.1
-        sim = _cos(pred[:, None, :].repeat(len(truth), 1).reshape(-1, pred.shape[1]),
-                   np.tile(truth, (len(pred), 1))).reshape(len(pred), len(truth))
+        assert row_cosine(pred, truth).mean() > row_cosine(before[s], truth).mean() + 0.1
+        sim = _unit(pred) @ _unit(truth).T
         assert np.diag(sim).mean() > (sim.sum() - np.trace(sim)) / (sim.size - len(sim))
     dec.save_pretrained(tmp_path / "m")
     back = BrainDecoder.from_pretrained(tmp_path / "m")
@@ -57,15 +55,17 @@ def test_generation_head_learns_the_embeddings_and_round_trips(problem, tmp_path
 
 
 @pytest.mark.parametrize("detach", [True, False])
-def test_generation_head_detach_keeps_gradients_off_the_encoder(problem, detach):
+@pytest.mark.parametrize("head, config", [("blurry", {"blurry_size": 4}),
+                                          ("generation", {"generation_head": True})])
+def test_a_detached_head_keeps_gradients_off_the_encoder(problem, head, config, detach):
     subs, _ = problem
-    dec = decoder(subs, generation_head=True, generation_detach=detach)
+    dec = decoder(subs, **config, **{f"{head}_detach": detach})
     s = "sub-01"
     out = dec(torch.from_numpy(subs[s]["X_train"][:8]), s)
-    out["generation"].abs().mean().backward()
+    out[head].abs().mean().backward()
     enc_grad = sum(float(p.grad.abs().sum()) for p in dec.encoder.parameters()
                    if p.grad is not None)
-    head_grad = sum(float(p.grad.abs().sum()) for p in dec.heads["generation"].parameters())
+    head_grad = sum(float(p.grad.abs().sum()) for p in dec.heads[head].parameters())
     assert head_grad > 0
     assert (enc_grad == 0) is detach
 

@@ -63,7 +63,8 @@ def _choose_anchors(ctx: RunContext, kind: str, ts, decoder, subject: str, test_
                            f"stimuli {sorted(leak)[:5]}.")
     if vals.n_trials < MIN_ANCHOR_STIMULI:
         return {route: {"weight": float("inf"), "criterion": c, "scores": {},
-                        "n_val_stimuli": vals.n_trials, "skipped": True}
+                        "head": route_head(decoder, route), "n_val_stimuli": vals.n_trials,
+                        "skipped": True}
                 for route, c in ANCHOR_CRITERIA.items()}
     alpha = ((ctx.metrics.get(kind) or {}).get("ridge_alpha") or {}).get(subject)
     # the ridge stage's alpha, refitted without the validation stimuli
@@ -74,25 +75,20 @@ def _choose_anchors(ctx: RunContext, kind: str, ts, decoder, subject: str, test_
     x_val = np.asarray(vals.data, dtype=np.float32)
     r_val = ridge.predict(x_val)
     truth = targets.loc(vals.stimulus_ids).image
+    heads = {route: route_head(decoder, route) for route in ANCHOR_CRITERIA}
+    d_val = {h: decoder.predict(x_val, subject=subject, head=h) for h in set(heads.values())}
     out = {}
     for route, criterion in ANCHOR_CRITERIA.items():
-        head = route_head(decoder, route)
-        d_val = decoder.predict(x_val, subject=subject, head=head)
-        weight, scores = choose_anchor_weight(r_val, d_val, truth, criterion=criterion)
+        head = heads[route]
+        weight, scores = choose_anchor_weight(r_val, d_val[head], truth, criterion=criterion)
         out[route] = {"weight": weight, "criterion": criterion, "scores": scores,
                       "head": head, "n_val_stimuli": vals.n_trials, "skipped": False}
     return out
 
 
-def _cosines(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """Row-wise cosine of predictions and true embeddings."""
-    p = pred / np.maximum(np.linalg.norm(pred, axis=1, keepdims=True), 1e-12)
-    t = truth / np.maximum(np.linalg.norm(truth, axis=1, keepdims=True), 1e-12)
-    return (p * t).sum(axis=1)
-
-
 def _evaluate(ctx: RunContext, kind: str) -> tuple[dict[str, Any], list[str]]:
     from ...estimators import blend_predictions
+    from ...evaluate.retrieval import row_cosine
     from ...models import BrainDecoder
 
     targets = get_targets(ctx)
@@ -106,13 +102,15 @@ def _evaluate(ctx: RunContext, kind: str) -> tuple[dict[str, Any], list[str]]:
     if anchored:
         per["network"], topk["network"] = [], []
     anchors: dict[str, Any] = {}
+    gen_head = route_head(decoder, "decoder_generation")
     per_subject: dict[str, Any] = {}
     sim = get_oracle(ctx, kind)
     written = []
     for s in pre:
         test = test_set(trialsets[s])
         Y = targets.loc(test.stimulus_ids).image
-        pred_net = decoder.predict(np.asarray(test.data, dtype=np.float32), subject=s)
+        x_test = np.asarray(test.data, dtype=np.float32)
+        pred_net = decoder.predict(x_test, subject=s)
         pred_ridge = np.load(ctx.run_dir / kind_path(kind, "predictions", f"ridge_sub-{s}.npy"))
         preds = {"decoder": pred_net, "ridge": pred_ridge}
         per_subject[s] = {}
@@ -123,13 +121,12 @@ def _evaluate(ctx: RunContext, kind: str) -> tuple[dict[str, Any], list[str]]:
                                                  anchors[s]["decoder"]["weight"])
             preds["network"] = pred_net
             # the generation route (captions, reconstructions): saved, not a retrieval row
-            head = anchors[s]["decoder_generation"].get("head", "image")
-            pred_gen = pred_net if head == "image" else decoder.predict(
-                np.asarray(test.data, dtype=np.float32), subject=s, head=head)
+            pred_gen = (pred_net if gen_head == "image" else
+                        decoder.predict(x_test, subject=s, head=gen_head))
             gen = blend_predictions(pred_ridge, pred_gen,
                                     anchors[s]["decoder_generation"]["weight"])
             routes = [("decoder_generation", gen)]
-            if head != "image":  # the regression head's own output, saved beside
+            if gen_head != "image":  # the regression head's own output, saved beside
                 routes.append(("network_generation", pred_gen))
             for name, arr in routes:
                 path = kind_path(kind, "predictions", f"{name}_sub-{s}.npy")
@@ -137,7 +134,7 @@ def _evaluate(ctx: RunContext, kind: str) -> tuple[dict[str, Any], list[str]]:
                 written.append(path)
             # how close each route lies to the true embeddings (what generation needs)
             per_subject[s]["cosine"] = {
-                name: float(np.mean(_cosines(p, Y))) for name, p in
+                name: float(np.mean(row_cosine(p, Y))) for name, p in
                 [*routes, ("network", pred_net), ("ridge", pred_ridge)]}
         for name, pred in preds.items():
             if name != "ridge":
@@ -272,8 +269,8 @@ def _report_kind(ctx: RunContext, report, kind: str, fm: dict[str, Any]) -> None
             + "; for captions and reconstructions by the cosine to the true embedding: "
             + ", ".join(f"sub-{s} w = {a['decoder_generation']['weight']:g}"
                         for s, a in anchors.items()) + "."
-            + (" The generation route reads the network's regression head (trained onto "
-               "the CLIP embeddings by cosine next to the contrastive head), not the "
+            + (" The generation route reads the network's generation head (trained by "
+               "regression onto the CLIP embeddings next to the contrastive head), not the "
                "contrastive output." if any(a["decoder_generation"].get("head") == "generation"
                                              for a in anchors.values()) else ""),
             note=True)
