@@ -19,7 +19,7 @@ from sklearn.utils.validation import check_array, check_is_fitted
 
 from ._checks import check_option
 from ._docs import fill_doc
-from .evaluate.retrieval import row_cosine
+from .evaluate.retrieval import percentile_rank, row_cosine
 
 __all__ = ["ANCHOR_WEIGHTS", "ContrastiveDecoder", "blend_predictions", "choose_anchor_weight"]
 
@@ -41,18 +41,6 @@ def blend_predictions(ridge_pred: np.ndarray, net_pred: np.ndarray, weight: floa
     if np.isinf(weight):
         return _unit(net_pred)
     return _unit(ridge_pred) + weight * _unit(net_pred)
-
-
-def _percentile_rank(pred: np.ndarray, truth: np.ndarray) -> float:
-    """Mean share of the other candidates the true one is ranked above (cosine; 1 is best).
-
-    Smoother than top-1 on a small validation set, so the anchor's choice is less noisy.
-    """
-    sims = _unit(pred) @ _unit(truth).T
-    own = np.diag(sims)
-    n = len(own)
-    above = (sims < own[:, None]).sum(1)
-    return float(np.mean(above / max(n - 1, 1)))
 
 
 def choose_anchor_weight(ridge_val: np.ndarray, net_val: np.ndarray, truth: np.ndarray,
@@ -81,7 +69,7 @@ def choose_anchor_weight(ridge_val: np.ndarray, net_val: np.ndarray, truth: np.n
         and the criterion of every candidate (keys ``str(weight)``).
     """
     check_option("criterion", criterion, ("rank", "cosine"))
-    score = ((lambda p: _percentile_rank(p, truth)) if criterion == "rank" else
+    score = ((lambda p: percentile_rank(p, truth)) if criterion == "rank" else
              (lambda p: float(np.mean(row_cosine(p, truth)))))
     scores = {w: score(blend_predictions(ridge_val, net_val, w)) for w in weights}
     best = max(scores.values())

@@ -11,6 +11,7 @@ from .._lazy import attach
 
 # public name -> submodule that defines it
 _LAZY = {
+    "percentile_rank": "retrieval",
     "retrieval_accuracy": "retrieval",
     "row_cosine": "retrieval",
     "two_way_identification": "retrieval",
@@ -30,6 +31,7 @@ __all__ = [
     "frechet_distance",
     "image_metrics",
     "network_features",
+    "percentile_rank",
     "pixcorr",
     "retrieval_accuracy",
     "row_cosine",
@@ -47,7 +49,12 @@ if TYPE_CHECKING:  # pragma: no cover
         ssim,
     )
     from .report import Report
-    from .retrieval import retrieval_accuracy, row_cosine, two_way_identification
+    from .retrieval import (
+        percentile_rank,
+        retrieval_accuracy,
+        row_cosine,
+        two_way_identification,
+    )
 
 # The function image_metrics has its module's name. Importing the module (which needs only
 # numpy) sets this package's attribute to the module, so the function is bound here,

@@ -31,6 +31,7 @@ from .._utils import PathLike
 from .._utils import write_json_atomic as _write_json
 from ..models.decoder import BrainDecoder, state_dict_for_saving
 from ..models.losses import mixco_grouped
+from ..evaluate.retrieval import percentile_rank
 from ..splits import average_by_stimulus
 from ._data import (
     BalancedBatchSampler,
@@ -77,7 +78,8 @@ def _predict_sharded(decoder: BrainDecoder, X: Any, subject: str, accelerator) -
 
 def _evaluate_sets(decoder: BrainDecoder, prep: _Prepared, n_candidates: int, n_draws: int,
                    seed: int, accelerator=None) -> dict[str, Any]:
-    """Retrieval top-1 of each subject's stimulus-averaged predictions, and their mean."""
+    """Retrieval top-1 and mean percentile rank of each subject's stimulus-averaged
+    predictions, and their means."""
     per_subject = {}
     for s in prep.sets:
         if accelerator is not None:
@@ -90,10 +92,11 @@ def _evaluate_sets(decoder: BrainDecoder, prep: _Prepared, n_candidates: int, n_
                 f"Validation data of subject {s.subject!r} has {len(uniq)} stimulus; "
                 "retrieval needs at least 2."
             )
-        per_subject[s.subject] = _retrieval(avg, prep.tables["image"][uniq], n_candidates,
-                                            n_draws, seed)
-    top1 = float(np.mean([r["top1"] for r in per_subject.values()]))
-    return {"top1": top1, "per_subject": per_subject}
+        truth = prep.tables["image"][uniq]
+        per_subject[s.subject] = {**_retrieval(avg, truth, n_candidates, n_draws, seed),
+                                  "rank": percentile_rank(avg, truth)}
+    return {key: float(np.mean([r[key] for r in per_subject.values()]))
+            for key in ("top1", "rank")} | {"per_subject": per_subject}
 
 
 # =========================================================================== fit
@@ -309,7 +312,9 @@ def _train_loop(accelerator, decoder: BrainDecoder, prep: _Prepared, val: _Prepa
     ckpt_dir = out_path / "checkpoints" if out_path is not None else None
     fingerprint = run_fingerprint(decoder, config, prep, val)
     history: list[dict[str, Any]] = []
-    best = {"top1": None, "epoch": None, "bad": 0, "state": None}
+    # "score": the validation score early stopping follows (config.val_metric), "top1"
+    # that epoch's top-1
+    best = {"score": None, "top1": None, "epoch": None, "bad": 0, "state": None}
     start_epoch, stopped = 0, False
 
     if ckpt_dir is not None and not resume and main and ckpt_dir.exists():
@@ -335,13 +340,15 @@ def _train_loop(accelerator, decoder: BrainDecoder, prep: _Prepared, val: _Prepa
     if config.validate_start and val is not None and start_epoch == 0:
         ev = _evaluate_sets(decoder, val, config.val_n_candidates, config.val_n_draws,
                             config.seed, accelerator)
-        best.update(top1=ev["top1"], epoch=0, bad=0, state=state_dict_for_saving(decoder))
-        logger.info("starting weights: val top-1 %.3f", ev["top1"])
+        best.update(score=ev[config.val_metric], top1=ev["top1"], epoch=0, bad=0,
+                    state=state_dict_for_saving(decoder))
+        logger.info("starting weights: val top-1 %.3f, rank %.3f", ev["top1"], ev["rank"])
         if ckpt_dir is not None:  # so that a resumed run can restore them as the best
             if main:
                 save_checkpoint(ckpt_dir, 0, decoder, loss_fn, raw_opt, raw_sched,
                                  {"fingerprint": fingerprint, "history": [], "best_top1":
-                                  best["top1"], "best_epoch": 0, "bad_epochs": 0,
+                                  best["top1"], "best_score": best["score"],
+                                  "best_epoch": 0, "bad_epochs": 0,
                                   "finished": False, "stopped_early": False,
                                   "train_config": config.to_dict()},
                                  config.keep_checkpoints, 0)
@@ -409,10 +416,12 @@ def _train_loop(accelerator, decoder: BrainDecoder, prep: _Prepared, val: _Prepa
                 ev = _evaluate_sets(unwrapped, val, config.val_n_candidates, config.val_n_draws,
                                     config.seed, accelerator)
                 rec["val_top1"] = ev["top1"]
+                rec["val_rank"] = ev["rank"]
                 for subj, r in ev["per_subject"].items():
                     rec[f"val_top1/{subj}"] = r["top1"]
-                if best["top1"] is None or ev["top1"] > best["top1"] + 1e-9:
-                    best.update(top1=ev["top1"], epoch=epoch + 1, bad=0,
+                score = ev[config.val_metric]
+                if best["score"] is None or score > best["score"] + 1e-9:
+                    best.update(score=score, top1=ev["top1"], epoch=epoch + 1, bad=0,
                                 state=state_dict_for_saving(unwrapped))
                 else:
                     best["bad"] += 1
@@ -423,7 +432,8 @@ def _train_loop(accelerator, decoder: BrainDecoder, prep: _Prepared, val: _Prepa
             epoch += 1
             if main:
                 logger.info("epoch %d/%d  loss %.4f%s", epoch, config.epochs, rec["train_loss"],
-                            f"  val top-1 {rec['val_top1']:.3f}" if "val_top1" in rec else "")
+                            f"  val top-1 {rec['val_top1']:.3f}  rank {rec['val_rank']:.3f}"
+                            if "val_top1" in rec else "")
                 bar.update(1)
                 bar.set_postfix(loss=f"{rec['train_loss']:.3f}",
                                 **({"val": f"{rec['val_top1']:.3f}"} if "val_top1" in rec else {}))
@@ -435,7 +445,8 @@ def _train_loop(accelerator, decoder: BrainDecoder, prep: _Prepared, val: _Prepa
             if ckpt_dir is not None:
                 if main:
                     state = {"fingerprint": fingerprint, "history": history,
-                             "best_top1": best["top1"], "best_epoch": best["epoch"],
+                             "best_top1": best["top1"], "best_score": best["score"],
+                             "best_epoch": best["epoch"],
                              "bad_epochs": best["bad"],
                              "finished": bool(stopped or epoch >= config.epochs),
                              "stopped_early": bool(stopped),
@@ -454,7 +465,8 @@ def _train_loop(accelerator, decoder: BrainDecoder, prep: _Prepared, val: _Prepa
         decoder.load_state_dict(best["state"])
     decoder.eval()
     result = TrainResult(decoder=decoder, history=history, best_epoch=best["epoch"],
-                         best_val_top1=best["top1"], stopped_early=bool(stopped),
+                         best_val_top1=best["top1"], best_val_score=best["score"],
+                         stopped_early=bool(stopped),
                          out_dir=out_path,
                          shard={"rank": accelerator.process_index,
                                 "world_size": accelerator.num_processes,
@@ -463,7 +475,8 @@ def _train_loop(accelerator, decoder: BrainDecoder, prep: _Prepared, val: _Prepa
     if out_path is not None and main:
         _write_json(out_path / "history.json",
                     {"history": history, "best_epoch": best["epoch"],
-                     "best_val_top1": best["top1"], "stopped_early": bool(stopped),
+                     "best_val_top1": best["top1"], "best_val_score": best["score"],
+                     "stopped_early": bool(stopped),
                      "train_config": config.to_dict()})
         decoder.save_pretrained(out_path / "model")
     accelerator.wait_for_everyone()

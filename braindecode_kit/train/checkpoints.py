@@ -147,7 +147,8 @@ def load_checkpoint(path: Path, fingerprint: str, decoder: BrainDecoder, loss_fn
     scheduler.load_state_dict(state["scheduler"])
     if "rng.torch" in tensors:
         torch.random.set_rng_state(tensors["rng.torch"])
-    best = {"top1": state.get("best_top1"), "epoch": state.get("best_epoch"),
+    best = {"score": state.get("best_score", state.get("best_top1")),
+            "top1": state.get("best_top1"), "epoch": state.get("best_epoch"),
             "bad": int(state.get("bad_epochs", 0)), "state": None}
     if best["epoch"] is not None:
         best_path = ckpt_dir / f"epoch-{int(best['epoch']):04d}" / "model.safetensors"

@@ -24,6 +24,8 @@ if TYPE_CHECKING:  # torch is imported when a loss or a model is made, not to va
 __all__ = ["TrainConfig", "TrainResult"]
 
 _PRECISIONS = ("no", "bf16", "fp16")
+#: what early stopping and the best epoch follow (see ``TrainConfig.val_metric``)
+VAL_METRICS = ("top1", "rank")
 
 
 @dataclass
@@ -73,8 +75,15 @@ class TrainConfig:
     grad_clip : float or None
         Max gradient norm; None disables clipping.
     patience : int or None
-        Early stopping: stop after this many epochs without a better validation top-1
-        (needs validation data); the best epoch's weights are restored at the end.
+        Early stopping: stop after this many epochs without a better validation score
+        (``val_metric``; needs validation data); the best epoch's weights are restored at
+        the end.
+    val_metric : {"top1", "rank"}
+        The validation score that early stopping and the best epoch follow: ``"top1"``
+        the retrieval top-1 among ``val_n_candidates`` stimulus-averaged validation
+        stimuli; ``"rank"`` the mean percentile rank of the true stimulus among all
+        validation stimuli (every candidate counts, so it is far less noisy on a small or
+        single-trial validation set, such as one presentation per MEG image).
     val_n_candidates : int
         Candidates of the validation retrieval (capped at the number of val stimuli).
     val_n_draws : int
@@ -118,6 +127,7 @@ class TrainConfig:
     mixed_precision: str = "no"
     grad_clip: float | None = 1.0
     patience: int | None = 8
+    val_metric: str = "top1"
     val_n_candidates: int = 300
     val_n_draws: int = 10
     seed: int = 0
@@ -144,6 +154,7 @@ class TrainConfig:
                      "blurry_weight", "generation_weight"):
             check_float(name, getattr(self, name), 0.0)
         check_option("generation_loss", self.generation_loss, GENERATION_LOSSES)
+        check_option("val_metric", self.val_metric, VAL_METRICS)
         for name in ("pct_start", "mix_prob", "mix_fraction"):
             check_float(name, getattr(self, name), 0.0, 1.0)
         check_float("grad_clip", self.grad_clip, 0.0, lo_open=True, allow_none=True)
@@ -197,10 +208,14 @@ class TrainResult:
         The trained decoder (the best validation epoch's weights when validation was used).
     history : list of dict
         One dict per epoch: ``epoch``, ``train_loss``, the loss parts, ``lr``, ``loss_kind``,
-        ``temperature``, ``val_top1`` (when validated), ``time_s``.
+        ``temperature``, ``val_top1`` and ``val_rank`` (when validated), ``time_s``.
     best_epoch : int or None
-        1-based epoch of the best validation top-1 (None without validation).
+        1-based epoch of the best validation score (``TrainConfig.val_metric``; None
+        without validation).
     best_val_top1 : float or None
+        The validation top-1 of that epoch.
+    best_val_score : float or None
+        Its validation score (the top-1 again when ``val_metric="top1"``).
     stopped_early : bool
     out_dir : Path or None
     shard : dict or None
@@ -213,6 +228,7 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     best_epoch: int | None = None
     best_val_top1: float | None = None
+    best_val_score: float | None = None
     stopped_early: bool = False
     out_dir: Path | None = None
     shard: dict[str, Any] | None = None

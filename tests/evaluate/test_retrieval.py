@@ -7,7 +7,12 @@ import math
 import numpy as np
 import pytest
 
-from braindecode_kit.evaluate import retrieval_accuracy, row_cosine, two_way_identification
+from braindecode_kit.evaluate import (
+    percentile_rank,
+    retrieval_accuracy,
+    row_cosine,
+    two_way_identification,
+)
 
 
 def unit(degrees):
@@ -170,3 +175,15 @@ def test_row_cosine_hand_computed():
                                row_cosine(pred, target))
     with pytest.raises(ValueError, match="same shape"):
         row_cosine(pred, target[:3])
+
+
+def test_percentile_rank_hand_computed():
+    # rows 0 and 2 rank their own image first (above both others: 1), row 1 ranks it
+    # second (above one of two: 0.5)
+    assert percentile_rank(PRED, TARGET) == pytest.approx((1 + 0.5 + 1) / 3)
+    # reversed roles: a prediction pointing away from its image ranks it last
+    assert percentile_rank(-TARGET, TARGET) == 0.0
+    # ties count against the true target
+    assert percentile_rank(np.ones((3, 2)), np.ones((3, 2))) == 0.0
+    with pytest.raises(ValueError, match="at least 2 rows"):
+        percentile_rank(PRED[:1], TARGET[:1])

@@ -8,9 +8,11 @@ from braindecode_kit.train import TrainConfig, fit
 from ._common import FAST, decoder, same_weights, sets
 
 
-def test_killed_run_resumes_to_same_result(problem, tmp_path, monkeypatch):
+@pytest.mark.parametrize("val_metric", ["top1", "rank"])
+def test_killed_run_resumes_to_same_result(problem, tmp_path, monkeypatch, val_metric):
     subs, targets = problem
-    cfg = TrainConfig(schedule="mindeye", learn_temperature=False, **FAST)
+    cfg = TrainConfig(schedule="mindeye", learn_temperature=False, val_metric=val_metric,
+                      **FAST)
     ref = fit(decoder(subs), sets(subs, "train"), targets, cfg, valsets=sets(subs, "test"))
 
     real_save = fit_mod.save_checkpoint
@@ -33,6 +35,7 @@ def test_killed_run_resumes_to_same_result(problem, tmp_path, monkeypatch):
     assert same_weights(res.decoder, ref.decoder)
     assert [h["train_loss"] for h in res.history] == [h["train_loss"] for h in ref.history]
     assert res.best_epoch == ref.best_epoch
+    assert res.best_val_score == ref.best_val_score
     # a finished run is loaded, not retrained
     again = fit(decoder(subs, seed=3), sets(subs, "train"), targets, cfg,
                 valsets=sets(subs, "test"), out_dir=tmp_path)

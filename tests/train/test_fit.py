@@ -68,7 +68,22 @@ def test_early_stopping_restores_best(problem):
     assert res.stopped_early and len(res.history) < 40
     assert len(res.history) - res.best_epoch == 2
     vals = [h["val_top1"] for h in res.history]
-    assert res.best_val_top1 == max(vals)
+    assert res.best_val_top1 == max(vals) == res.best_val_score
+
+
+def test_early_stopping_on_percentile_rank(problem):
+    subs, targets = problem
+    with pytest.raises(ValueError, match="'val_metric'"):
+        TrainConfig(val_metric="loss")
+    cfg = TrainConfig(epochs=40, batch_size=24, patience=2, lr=3e-2, val_n_draws=3,
+                      val_metric="rank")
+    res = fit(decoder(subs), sets(subs, "train"), targets, cfg, valsets=sets(subs, "test"))
+    ranks = [h["val_rank"] for h in res.history]
+    assert all(0.0 <= r <= 1.0 for r in ranks)
+    # the best epoch is the best rank's, not the best top-1's; its top-1 is reported
+    assert res.best_val_score == ranks[res.best_epoch - 1] == pytest.approx(max(ranks))
+    assert res.best_val_top1 == res.history[res.best_epoch - 1]["val_top1"]
+    assert res.stopped_early and len(res.history) - res.best_epoch == 2
 
 
 def test_fit_with_arrays_regression_and_mixed_inputs(problem):

@@ -111,6 +111,7 @@ def stage_train(ctx: RunContext) -> dict[str, Any]:
         metrics[kind] = {"train": {"epochs_run": result.n_epochs,
                                    "best_epoch": result.best_epoch,
                                    "best_val_top1": result.best_val_top1,
+                                   "best_val_score": result.best_val_score,
                                    "stopped_early": result.stopped_early,
                                    "stimulus_map": smap}}
         outputs += [kind_path(kind, "model"), kind_path(kind, "train", "history.json")]
