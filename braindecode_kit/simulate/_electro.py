@@ -311,6 +311,14 @@ class SimulatedRecording:
         self.info = info
         self.subjects: list[str] = list(info["subjects"])
 
+    def _memo(self, key: tuple, compute):
+        """``compute()`` once per ``key`` for this object (a dataset on disk never changes
+        under it: its simulation is written once)."""
+        cache = self.__dict__.setdefault("_memo_cache", {})
+        if key not in cache:
+            cache[key] = compute()
+        return cache[key]
+
     @classmethod
     def load(cls, root: str | Path):
         """Reopen a dataset written by the simulator."""

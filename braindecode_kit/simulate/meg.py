@@ -274,7 +274,7 @@ class SimulatedMEG(el.SimulatedRecording):
             raise KeyError(f"stimulus ids not shown to subject {subject!r}: {missing[:5]}")
         amp = g["amplitudes"][[pos[s] for s in ids]]
         times, W = self._waveforms_in(g, tmin, tmax)
-        return np.einsum("cs,ns,st->nct", g["leadfield"], amp, W), times
+        return np.einsum("cs,ns,st->nct", g["leadfield"], amp, W, optimize=True), times
 
     def _waveforms_in(self, g: dict, tmin: float, tmax: float) -> tuple[np.ndarray, np.ndarray]:
         sf = self.sfreq
@@ -324,7 +324,6 @@ class SimulatedMEG(el.SimulatedRecording):
             ``n_reps``, ``k``.
         """
         label = self._label(subject)
-        g = self.ground_truth(label)
         p = self.info["parameters"]
         ids = self.test_ids
         n_candidates = len(ids) if n_candidates is None else check_int(
@@ -332,34 +331,48 @@ class SimulatedMEG(el.SimulatedRecording):
         n_draws = check_int("n_draws", n_draws, 1)
         k = check_int("k", k, 1, n_candidates)
         n_reps = int(p["n_test_reps"]) if n_reps is None else check_int("n_reps", n_reps, 1)
+        # top-1 and top-k of the same draws come from one simulation
+        ranks = self._memo(("oracle", label, n_candidates, n_draws, seed, n_reps,
+                            float(tmin), float(tmax)),
+                           lambda: self._oracle_ranks(label, n_candidates, n_draws, seed,
+                                                      n_reps, tmin, tmax))
+        return el.summarise_draws([float(np.mean(r < k)) for r in ranks], k, n_candidates,
+                                  n_draws, n_reps)
+
+    def _oracle_ranks(self, label: str, n_candidates: int, n_draws: int, seed: int,
+                      n_reps: int, tmin: float, tmax: float) -> list[np.ndarray]:
+        """The rank of the true stimulus among the candidates, per draw (what
+        :meth:`oracle_retrieval` summarises)."""
+        g = self.ground_truth(label)
+        ids = self.test_ids
         pos = {s: i for i, s in enumerate(g["stimulus_id"].tolist())}
         amp = g["amplitudes"][[pos[s] for s in ids]]
         times, W = self._waveforms_in(g, tmin, tmax)
         Lf = g["leadfield"]
-        templates = np.einsum("cs,ns,st->nct", Lf, amp, W)
+        templates = np.einsum("cs,ns,st->nct", Lf, amp, W, optimize=True)
         cov = (g["noise_topographies"] @ g["noise_topographies"].T
                + g["alpha_topographies"] @ g["alpha_topographies"].T
                + np.diag(g["white_sd"] ** 2))
         evals, evecs = np.linalg.eigh(cov)
         whiten = (evecs / np.sqrt(np.maximum(evals, evals.max() * 1e-12))) @ evecs.T
-        tw = np.einsum("dc,nct->ndt", whiten, templates).reshape(len(ids), -1)
+        tw = np.einsum("dc,nct->ndt", whiten, templates, optimize=True).reshape(len(ids), -1)
         rng = el.rng_for(seed, _TAG["oracle"], int(label))
         T = times.size
-        draws = []
+        ranks = []
         for _ in range(n_draws):
             idx = rng.choice(len(ids), n_candidates, replace=False)
             a = amp[idx][:, None, :] * (1.0 + float(g["trial_sd"]) * rng.standard_normal(
                 (n_candidates, n_reps, amp.shape[1])))
-            sig = np.einsum("cs,nrs,st->nct", Lf, a, W) / n_reps
+            sig = np.einsum("cs,nrs,st->nct", Lf, a, W, optimize=True) / n_reps
             bg = _background(g, n_candidates * n_reps * T, self.sfreq, rng)
             bg = bg.reshape(bg.shape[0], n_candidates, n_reps, T).mean(axis=2)
             y = sig + bg.transpose(1, 0, 2)
-            yw = np.einsum("dc,nct->ndt", whiten, y).reshape(n_candidates, -1)
+            yw = np.einsum("dc,nct->ndt", whiten, y, optimize=True).reshape(n_candidates, -1)
             m = tw[idx]
             d = (-2.0 * yw @ m.T) + (m ** 2).sum(1)[None, :]
             rank = (d < d[np.arange(n_candidates), np.arange(n_candidates)][:, None]).sum(1)
-            draws.append(float(np.mean(rank < k)))
-        return el.summarise_draws(draws, k, n_candidates, n_draws, n_reps)
+            ranks.append(rank)
+        return ranks
 
 
 # --------------------------------------------------------------------------- entry point

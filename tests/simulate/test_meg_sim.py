@@ -97,6 +97,12 @@ def test_oracle_beats_chance_and_grows_with_repetitions():
     assert avg["top1"] >= one["top1"] and avg["n_reps"] == MEG_KW["n_test_reps"]
     top3 = sim.oracle_retrieval("01", n_draws=10, seed=0, k=3)
     assert top3["top1"] >= one["top1"]
+    # top-1 and top-k of the same draws share one simulation (cached on the object): a
+    # freshly opened dataset gives the same numbers, and every draw's top-3 >= its top-1
+    fresh = SimulatedMEG.load(sim.root)
+    assert fresh.oracle_retrieval("01", n_draws=10, seed=0, k=3) == top3
+    assert all(t >= o for t, o in zip(top3["draws"], one["draws"]))
+    assert sim.oracle_retrieval("01", n_draws=10, seed=1) != one
     with pytest.raises(ValueError, match="subject"):
         sim.oracle_retrieval("07")
 

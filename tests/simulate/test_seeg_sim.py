@@ -118,6 +118,10 @@ def test_oracle_beats_chance():
     sim = simulated_seeg()
     res = sim.oracle_retrieval("01", n_draws=4, seed=0)
     assert res["top1"] > 2.5 * res["chance"]
+    # top-k of the same draws reuses their simulation; a fresh object gives the same
+    top5 = sim.oracle_retrieval("01", n_draws=4, seed=0, k=5)
+    assert type(sim).load(sim.root).oracle_retrieval("01", n_draws=4, seed=0, k=5) == top5
+    assert all(t >= o for t, o in zip(top5["draws"], res["draws"]))
     with pytest.raises(ValueError, match="subject"):
         sim.oracle_retrieval("09")
 
