@@ -93,6 +93,25 @@ print(f"{len(test.stimulus_ids)}-way top-5: {r['topk']:.2f} (chance "
 decoder
 
 # %% [markdown]
+# ### Early stopping on single trials
+#
+# Each training image is shown once, so a validation split of the training images holds
+# single noisy trials, on which top-1 counts a handful of hits. `val_metric="rank"` makes
+# early stopping and the best epoch follow the mean percentile rank of the true image among
+# all validation images instead (every candidate counts; 0.5 is chance). The demo's MEG and
+# sEEG decoders use it (docs/architecture.md has the measurements).
+
+# %%
+from braindecode_kit.splits import split_train_val
+
+fit_part, val_part = split_train_val(meg["01"], seed=0)  # by image, test images excluded
+res = fit(BrainDecoder(config, seed=0), [fit_part], targets,
+          TrainConfig(epochs=8, batch_size=32, lr=1e-3, seed=0, val_metric="rank",
+                      patience=3), valsets=[val_part])
+assert res.best_val_score == res.history[res.best_epoch - 1]["val_rank"]
+[(h["epoch"], round(h["val_top1"], 2), round(h["val_rank"], 3)) for h in res.history]
+
+# %% [markdown]
 # The attention is held once by the decoder (`decoder.shared`), and every subject's
 # adapter refers to it; a new subject gets only its own subject layer, trained by
 # gradient descent through the frozen model (sensor adapters have no closed form).

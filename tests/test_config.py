@@ -172,3 +172,19 @@ def test_bad_yaml(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="Pipeline file not found"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_new_subject_epochs_set_the_adaptation_schedule_only():
+    from braindecode_kit.pipeline.stages import small_data_config, train_config
+
+    cfg = load_config({"name": "x", "train": {"epochs": 12, "batch_size": 32},
+                       "meg": {"train": {"epochs": 40, "val_metric": "rank"},
+                               "new_subject": {"epochs": 7}}})
+    meg = small_data_config(cfg, 900, "meg")
+    # the new subject's schedule: its own epochs, the kind's other train settings, the
+    # small-data floor of 30 steps an epoch
+    assert (meg.epochs, meg.val_metric, meg.steps_per_epoch) == (7, "rank", 30)
+    assert train_config(cfg, "meg").epochs == 40  # pretraining keeps the kind's
+    assert small_data_config(cfg, 900, "fmri").epochs == 12  # unset: the train section's
+    with pytest.raises(ValueError, match=r"meg\.new_subject\.epochs"):
+        load_config({"name": "x", "meg": {"new_subject": {"epochs": 0}}})

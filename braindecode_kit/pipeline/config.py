@@ -359,6 +359,9 @@ class NewSubjectConfig(_Section):
                                description="shares of the learning curve")
     finetune_epochs: int = Field(0, ge=0, description="epochs of full fine-tuning after "
                                  "the adapter (adapt_subject's finetune_epochs)")
+    epochs: int | None = Field(
+        None, ge=1, description="gradient epochs of the new subject's adapter and of the "
+        "scratch decoder it is compared with (None: the train section's epochs)")
 
     @field_validator("curve")
     @classmethod

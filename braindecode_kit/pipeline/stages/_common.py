@@ -205,10 +205,13 @@ def small_data_config(config, n_trials: int, kind: str = "fmri"):
     """:func:`train_config` for a few hundred trials: at least 30 steps an epoch.
 
     A few hundred trials give 2-3 batches an epoch; without the floor a new adapter is
-    simply under-trained (measured: top-1 0.007 -> 0.04).
+    simply under-trained (measured: top-1 0.007 -> 0.04). ``new_subject.epochs``, when
+    set, replaces the train section's epochs.
     """
     batch = config.section_for("train", kind).batch_size
-    return train_config(config, kind, steps_per_epoch=max(30, n_trials // batch))
+    epochs = config.section_for("new_subject", kind).epochs
+    return train_config(config, kind, steps_per_epoch=max(30, n_trials // batch),
+                        **({} if epochs is None else {"epochs": epochs}))
 
 
 def fraction_label(fraction: float) -> str:
