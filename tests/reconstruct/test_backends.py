@@ -292,7 +292,9 @@ def test_embed_norm_rescales_the_embeddings(backends, name, tmp_path):
     unit = X / np.linalg.norm(X, axis=1, keepdims=True)
     want = run(b, 3.0 * unit, [1, 2])
     assert np.array_equal(run(scaled, X, [1, 2]), want)
-    assert np.array_equal(run(scaled, 10 * X, [1, 2]), want)
+    # a power of two scales exactly, so the unit vectors are bit-identical (x10 rounds in
+    # float32, and a one-ulp change of the embedding can move a pixel of a diffusion sample)
+    assert np.array_equal(run(scaled, 8 * X, [1, 2]), want)
     with pytest.raises(ValueError, match="embed_norm"):
         make_backend(name, tmp_path, embed_norm=0.0)
 

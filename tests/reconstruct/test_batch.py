@@ -491,23 +491,28 @@ def test_init_image_jobs_go_through_img2img(world, tmp_path):
 
 # --------------------------------------------------------------------------- 5. batch-invariance
 # batches of fewer than 4 images are padded by the built-in backend (CPU matmul kernels of
-# fewer than 4 rows round differently), so a batch of 1 gives the same bytes too
+# fewer than 4 rows round differently). Larger batches of another size can still round a
+# row differently (the kernels block rows by shape and thread: with torch 2.14 a batch of
+# 6 moves single pixels by one grey level), so the bound is one grey level, and nearly all
+# pixels equal; anything more would be a real dependence (another image's noise or
+# conditioning moves most pixels by many levels)
 @pytest.mark.parametrize("batch_size", [
     1, 2, 3, 6,
 ])
 def test_an_image_does_not_depend_on_its_batch(world, tmp_path, batch_size):
     """The same job made beside other jobs, at another place in another batch size, gives
-    the same PNG bytes as in the reference run (batches of 4, in order)."""
+    the reference run's image (batches of 4, in order), up to CPU rounding."""
     jobs = list(world["jobs"])
     order = np.random.default_rng(batch_size).permutation(len(jobs))[:12]
     picked = [jobs[i] for i in order]
     out = tmp_path / f"bs{batch_size}"
     reconstruct_batch(world["rec"], picked, out, batch_size=batch_size, progress=False)
     got, want = pngs(out), pngs(world["reference"])
-    differing = [k for k in got if got[k] != want[k]]
-    if differing:
-        worst = max(int(np.abs(np.asarray(load_batch_images(out, [k])[k], dtype=int)
-                               - np.asarray(load_batch_images(world["reference"], [k])[k],
-                                            dtype=int)).max()) for k in differing)
-        pytest.fail(f"{len(differing)} of {len(got)} images differ from the reference "
-                    f"(batch {batch_size} vs {BATCH}); largest pixel difference {worst}")
+    assert sorted(got) == sorted(k for k in want if k in got) and len(got) == 12
+    a = load_batch_images(out, sorted(got))
+    b = load_batch_images(world["reference"], sorted(got))
+    diff = np.stack([np.abs(np.asarray(a[k], dtype=int) - np.asarray(b[k], dtype=int))
+                     for k in sorted(got)])
+    assert diff.max() <= 1, (f"batch {batch_size} vs {BATCH}: largest pixel difference "
+                             f"{diff.max()}")
+    assert diff.mean() < 0.005, f"batch {batch_size}: {diff.mean():.3f} grey levels on average"
