@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .._checks import check_int
 from .._logging import logger
 from .._utils import json_default
 from . import encoding as enc
@@ -311,13 +312,31 @@ class SimulatedRecording:
         self.info = info
         self.subjects: list[str] = list(info["subjects"])
 
-    def _memo(self, key: tuple, compute):
-        """``compute()`` once per ``key`` for this object (a dataset on disk never changes
-        under it: its simulation is written once)."""
-        cache = self.__dict__.setdefault("_memo_cache", {})
+    def _oracle(self, subject: str | int, n_candidates: int | None, n_draws: int, seed: int,
+                k: int, n_reps: int | None, tmin: float, tmax: float) -> dict:
+        """:meth:`oracle_retrieval` of either kind: the arguments checked, the per-draw
+        ranks of :meth:`_oracle_ranks` computed once per draw set (top-1 and top-k of the
+        same draws share one simulation; the dataset on disk never changes under this
+        object) and summarised for ``k``."""
+        label = self._label(subject)
+        ids = self.test_ids
+        n_candidates = len(ids) if n_candidates is None else check_int(
+            "n_candidates", n_candidates, 2, len(ids))
+        n_draws = check_int("n_draws", n_draws, 1)
+        k = check_int("k", k, 1, n_candidates)
+        n_reps = (int(self.info["parameters"]["n_test_reps"]) if n_reps is None
+                  else check_int("n_reps", n_reps, 1))
+        key = (label, n_candidates, n_draws, seed, n_reps, float(tmin), float(tmax))
+        cache = self.__dict__.setdefault("_oracle_cache", {})
         if key not in cache:
-            cache[key] = compute()
-        return cache[key]
+            cache[key] = self._oracle_ranks(*key)
+        return summarise_draws([float(np.mean(r < k)) for r in cache[key]], k, n_candidates,
+                               n_draws, n_reps)
+
+    def _oracle_ranks(self, label: str, n_candidates: int, n_draws: int, seed: int,
+                      n_reps: int, tmin: float, tmax: float) -> list[np.ndarray]:
+        """The rank of the true stimulus among the candidates, per draw."""
+        raise NotImplementedError  # pragma: no cover - each kind's simulator
 
     @classmethod
     def load(cls, root: str | Path):

@@ -323,26 +323,12 @@ class SimulatedMEG(el.SimulatedRecording):
             ``draws``, ``chance`` (``k / n_candidates``), ``n_candidates``, ``n_draws``,
             ``n_reps``, ``k``.
         """
-        label = self._label(subject)
-        p = self.info["parameters"]
-        ids = self.test_ids
-        n_candidates = len(ids) if n_candidates is None else check_int(
-            "n_candidates", n_candidates, 2, len(ids))
-        n_draws = check_int("n_draws", n_draws, 1)
-        k = check_int("k", k, 1, n_candidates)
-        n_reps = int(p["n_test_reps"]) if n_reps is None else check_int("n_reps", n_reps, 1)
-        # top-1 and top-k of the same draws come from one simulation
-        ranks = self._memo(("oracle", label, n_candidates, n_draws, seed, n_reps,
-                            float(tmin), float(tmax)),
-                           lambda: self._oracle_ranks(label, n_candidates, n_draws, seed,
-                                                      n_reps, tmin, tmax))
-        return el.summarise_draws([float(np.mean(r < k)) for r in ranks], k, n_candidates,
-                                  n_draws, n_reps)
+        return self._oracle(subject, n_candidates, n_draws, seed, k, n_reps, tmin, tmax)
 
     def _oracle_ranks(self, label: str, n_candidates: int, n_draws: int, seed: int,
                       n_reps: int, tmin: float, tmax: float) -> list[np.ndarray]:
-        """The rank of the true stimulus among the candidates, per draw (what
-        :meth:`oracle_retrieval` summarises)."""
+        """The rank of the true stimulus among the candidates, per draw (see
+        :meth:`oracle_retrieval`)."""
         g = self.ground_truth(label)
         ids = self.test_ids
         pos = {s: i for i, s in enumerate(g["stimulus_id"].tolist())}

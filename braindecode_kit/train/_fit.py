@@ -29,9 +29,9 @@ from .._docs import fill_doc
 from .._logging import logger, progress, verbose
 from .._utils import PathLike
 from .._utils import write_json_atomic as _write_json
+from ..evaluate.retrieval import percentile_rank
 from ..models.decoder import BrainDecoder, state_dict_for_saving
 from ..models.losses import mixco_grouped
-from ..evaluate.retrieval import percentile_rank
 from ..splits import average_by_stimulus
 from ._data import (
     BalancedBatchSampler,
