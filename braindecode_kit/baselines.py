@@ -61,6 +61,25 @@ class _EigenRidge:
         return self.vec @ (self.B / denom)
 
 
+class _FixedRidge:
+    """Ridge on centred data for a single alpha, by one Cholesky factorisation: what a
+    fold needs when there is nothing to choose (a fraction of an eigendecomposition's
+    cost). Same interface as :class:`_EigenRidge`; ``predict`` takes that one alpha."""
+
+    def __init__(self, gram: np.ndarray, rhs: np.ndarray, primal: bool, alpha: float) -> None:
+        self.primal = primal
+        self.alpha = float(alpha)
+        self.W = _cholesky_ridge(gram, rhs, self.alpha)
+
+    def basis(self, new: np.ndarray) -> np.ndarray:
+        return new
+
+    def predict(self, Z: np.ndarray, alpha: np.ndarray | float) -> np.ndarray:
+        if not np.all(np.asarray(alpha) == self.alpha):
+            raise ValueError(f"this fold was solved for alpha={self.alpha}, not {alpha}.")
+        return Z @ self.W
+
+
 def _loo_predictions(U2: np.ndarray, U: np.ndarray, lam: np.ndarray, C: np.ndarray,
                      Y: np.ndarray, y_mean: np.ndarray, alpha: float) -> np.ndarray:
     """Exact leave-one-out predictions (intercept refitted) for one alpha, from the
@@ -137,13 +156,20 @@ class RidgeDecoder(RegressorMixin, BaseEstimator):
         with their own statistics (needs >= 2 rows). ``False``: raw ridge predictions.
     per_target_alpha : bool
         Choose one alpha per target dimension instead of one for all.
+    target_groups : array-like | None
+        One label per target column: one alpha per group of columns, chosen by the
+        group's mean validation error, so several target sets fitted on the same features
+        (e.g. a CLIP embedding and a blurry image) share one decomposition per fold and
+        each gets the alpha its own fit would choose. ``None``: one alpha for all
+        (or one per target with ``per_target_alpha``).
     random_state : int | None
         Seed of the K-fold shuffle.
 
     Attributes
     ----------
     alpha_ : float | ndarray
-        Chosen alpha (an array of one per target with ``per_target_alpha``).
+        Chosen alpha (an array of one per target with ``per_target_alpha`` or
+        ``target_groups``).
     coef_ : ndarray, shape (n_targets, n_features) or (n_features,)
         Weights on the raw (unstandardised), flattened features.
     feature_shape_ : tuple of int
@@ -167,6 +193,7 @@ class RidgeDecoder(RegressorMixin, BaseEstimator):
         standardize_X: bool = True,
         restandardize: bool | str = True,
         per_target_alpha: bool = False,
+        target_groups: Sequence[Any] | np.ndarray | None = None,
         random_state: int | None = 0,
     ) -> None:
         self.alphas = alphas
@@ -174,6 +201,7 @@ class RidgeDecoder(RegressorMixin, BaseEstimator):
         self.standardize_X = standardize_X
         self.restandardize = restandardize
         self.per_target_alpha = per_target_alpha
+        self.target_groups = target_groups
         self.random_state = random_state
 
     # ------------------------------------------------------------------ fit
@@ -241,6 +269,9 @@ class RidgeDecoder(RegressorMixin, BaseEstimator):
                 "Invalid value for the 'restandardize' parameter. Allowed values are True, "
                 f"False, 'batch', but got {self.restandardize!r} instead."
             )
+        if self.target_groups is not None and self.per_target_alpha:
+            raise ValueError("'target_groups' and 'per_target_alpha=True' both set how "
+                             "alphas are shared: give one of them.")
         self._alphas = alphas
 
     def _fit_single(self, X: Any, Y: Any, groups: Any) -> None:
@@ -252,6 +283,12 @@ class RidgeDecoder(RegressorMixin, BaseEstimator):
         X = np.asarray(X, dtype=np.float64)
         one_d = Y.ndim == 1
         Y2 = np.asarray(Y, dtype=np.float64).reshape(len(Y), -1)
+        tgroups = None
+        if self.target_groups is not None:
+            tgroups = np.asarray(self.target_groups).ravel()
+            if tgroups.shape != (Y2.shape[1],):
+                raise ValueError(f"'target_groups' must give one label per target column "
+                                 f"({Y2.shape[1]}), got {tgroups.size} labels.")
         n = X.shape[0]
         n_folds = n if self.cv is None else int(self.cv)
         if n < max(n_folds, 2) or (self.cv is None and n < 3):
@@ -281,6 +318,11 @@ class RidgeDecoder(RegressorMixin, BaseEstimator):
             full = None
         if self.per_target_alpha:
             alpha = alphas[np.argmin(errors, axis=0)]
+        elif tgroups is not None:
+            alpha = np.empty(Y2.shape[1])
+            for g in np.unique(tgroups):
+                cols = tgroups == g
+                alpha[cols] = alphas[int(np.argmin(errors[:, cols].mean(axis=1)))]
         else:
             alpha = float(alphas[int(np.argmin(errors.mean(axis=1)))])
         oof = oof_for(alpha)
@@ -340,19 +382,25 @@ class RidgeDecoder(RegressorMixin, BaseEstimator):
             folds = list(KFold(self.cv, shuffle=True, random_state=self.random_state).split(Xs))
         sse = np.zeros((len(alphas), Y.shape[1]))
         cached = []
+
+        def fold_model(g, rhs, primal):  # one alpha: a Cholesky solve, else one eigh for all
+            if len(alphas) == 1:
+                return _FixedRidge(g, rhs, primal, float(alphas[0]))
+            return _EigenRidge(g, rhs, primal)
+
         for train, val in folds:
             y_mean = Y[train].mean(axis=0)
             Yc = Y[train] - y_mean
             if primal:  # fold Gram from the full one: X^T X minus the validation rows
                 m = Xs[train].mean(axis=0)
                 g = gram - Xs[val].T @ Xs[val] - len(train) * np.outer(m, m)
-                model = _EigenRidge(g, Xs[train].T @ Yc, primal=True)
+                model = fold_model(g, Xs[train].T @ Yc, True)
                 Z = model.basis(Xs[val] - m)
             else:  # fold kernels are blocks of the full kernel, centred per fold
                 k_tt = gram[np.ix_(train, train)]
                 a = k_tt.mean(axis=1)
                 c = a.mean()
-                model = _EigenRidge(k_tt - a[:, None] - a[None, :] + c, Yc, primal=False)
+                model = fold_model(k_tt - a[:, None] - a[None, :] + c, Yc, False)
                 k_vt = gram[np.ix_(val, train)]
                 Z = model.basis(k_vt - k_vt.mean(axis=1, keepdims=True) - a[None, :] + c)
             for i, alpha in enumerate(alphas):

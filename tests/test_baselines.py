@@ -49,6 +49,45 @@ def test_alpha_matches_sklearn(shape):
     np.testing.assert_allclose(kf.cv_errors_.mean(axis=1), -grid.cv_results_["mean_test_score"])
 
 
+@pytest.mark.parametrize("shape", [(60, 20), (40, 100)])  # primal and dual (wide) paths
+def test_single_alpha_folds_match_sklearn(shape):
+    # one alpha: each fold is a Cholesky solve, not an eigendecomposition; its out-of-fold
+    # predictions (the re-standardisation statistics) are sklearn's Ridge on that fold
+    X, Y, _ = linear_data(*shape, t=3, noise=5.0, seed=4)
+    Xs = StandardScaler().fit_transform(X)
+    dec = RidgeDecoder(alphas=[7.0], cv=4, random_state=1).fit(X, Y)
+    oof = np.empty_like(Y)
+    for tr, va in KFold(4, shuffle=True, random_state=1).split(Xs):
+        oof[va] = Ridge(alpha=7.0).fit(Xs[tr], Y[tr]).predict(Xs[va])
+    np.testing.assert_allclose(dec.pred_mean_, oof.mean(axis=0), rtol=1e-9)
+    np.testing.assert_allclose(dec.pred_scale_, oof.std(axis=0), rtol=1e-9)
+    np.testing.assert_allclose(dec.cv_errors_[0], ((Y - oof) ** 2).mean(axis=0), rtol=1e-9)
+    # the eigendecomposition path at the same alpha gives the same model
+    two = RidgeDecoder(alphas=[7.0, 1e9], cv=4, random_state=1).fit(X, Y)
+    assert two.alpha_ == 7.0
+    np.testing.assert_allclose(two.predict(X), dec.predict(X), rtol=1e-8, atol=1e-10)
+
+
+def test_target_groups_choose_one_alpha_per_group():
+    # an embedding and a second target set on the same features: one decomposition per
+    # fold, each group the alpha (and the predictions) its own fit would give
+    X, Y1, _ = linear_data(n=150, p=40, t=3, noise=0.3, seed=5)
+    _, Y2, _ = linear_data(n=150, p=40, t=4, noise=30.0, seed=6)
+    groups = np.repeat(np.arange(50), 3)
+    a = RidgeDecoder(alphas=ALPHAS).fit(X, Y1, groups=groups)
+    b = RidgeDecoder(alphas=ALPHAS).fit(X, Y2, groups=groups)
+    assert a.alpha_ != b.alpha_  # the two sets want different regularisation
+    both = RidgeDecoder(alphas=ALPHAS, target_groups=[0] * 3 + [1] * 4).fit(
+        X, np.hstack([Y1, Y2]), groups=groups)
+    np.testing.assert_array_equal(both.alpha_, [a.alpha_] * 3 + [b.alpha_] * 4)
+    np.testing.assert_allclose(both.predict(X), np.hstack([a.predict(X), b.predict(X)]),
+                               rtol=1e-8, atol=1e-10)
+    with pytest.raises(ValueError, match="one label per target column \\(7\\), got 3"):
+        RidgeDecoder(target_groups=[0, 0, 1]).fit(X, np.hstack([Y1, Y2]))
+    with pytest.raises(ValueError, match="give one of them"):
+        RidgeDecoder(target_groups=[0] * 7, per_target_alpha=True).fit(X, np.hstack([Y1, Y2]))
+
+
 def test_recovers_linear_map():
     X, Y, W = linear_data(n=400, p=20, t=5, noise=0.1)
     dec = RidgeDecoder(restandardize=False).fit(X[:300], Y[:300])

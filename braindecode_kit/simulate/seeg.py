@@ -287,10 +287,11 @@ class SimulatedSEEG(el.SimulatedRecording):
         # trials (high-gamma power is a variance, so its template needs averaging)
         n_tmpl = 24
         feats = []
-        for r in rows:
-            f, _ = features(simulate(np.array([r]), n_tmpl))
-            feats.append(f.mean(0))
-        tmpl = np.stack(feats)
+        for start in range(0, len(rows), 10):  # 10 stimuli x 24 trials per call
+            chunk = np.array(rows[start:start + 10])
+            f, _ = features(simulate(chunk, n_tmpl))
+            feats.append(f.reshape(len(chunk), n_tmpl, -1).mean(1))
+        tmpl = np.concatenate(feats)
         f_noise, _ = features(simulate(np.array(rows[:4]), 6))
         sd = f_noise.std(0) + 1e-30
         tmpl = tmpl / sd

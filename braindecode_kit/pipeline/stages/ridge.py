@@ -30,20 +30,25 @@ def stage_ridge(ctx: RunContext) -> dict[str, Any]:
         for s in pre:
             train = trialsets[s].select(split="train")
             Y = targets.loc(train.stimulus_ids).image
+            d = Y.shape[1]
+            B = None
+            if targets.blurry is not None:
+                B = targets.loc(train.stimulus_ids).blurry
+                # the blurry images' ridge on the same features and folds: one
+                # decomposition per fold for both, each target set its own alpha
+                Y = np.hstack([Y, B.reshape(len(B), -1)])
             # folds by stimulus, so repetitions of an image never sit on both sides of a fold
-            ridge = RidgeDecoder().fit(np.asarray(train.data, dtype=np.float32), Y,
-                                       groups=train.stimulus_ids)
+            ridge = RidgeDecoder(target_groups=None if B is None else
+                                 np.r_[np.zeros(d, int), np.ones(Y.shape[1] - d, int)]).fit(
+                np.asarray(train.data, dtype=np.float32), Y, groups=train.stimulus_ids)
             test = test_set(trialsets[s])
             pred = ridge.predict(np.asarray(test.data, dtype=np.float32))
             out = kind_path(kind, "predictions", f"ridge_sub-{s}.npy")
-            save_npy_atomic(ctx.path(out), pred.astype(np.float32))
-            alphas[s] = float(np.atleast_1d(ridge.alpha_).mean())
+            save_npy_atomic(ctx.path(out), pred[:, :d].astype(np.float32))
+            alphas[s] = float(np.atleast_1d(ridge.alpha_)[:d].mean())
             outputs.append(out)
-            if targets.blurry is not None:
-                B = targets.loc(train.stimulus_ids).blurry
-                low = RidgeDecoder().fit(np.asarray(train.data, dtype=np.float32),
-                                         B.reshape(len(B), -1), groups=train.stimulus_ids)
-                pred_b = np.clip(low.predict(np.asarray(test.data, dtype=np.float32)), 0, 1)
+            if B is not None:
+                pred_b = np.clip(pred[:, d:], 0, 1)
                 out_b = kind_path(kind, "predictions", f"ridge_blurry_sub-{s}.npy")
                 save_npy_atomic(ctx.path(out_b), pred_b.reshape(-1, *B.shape[1:]).astype(
                     np.float32))
