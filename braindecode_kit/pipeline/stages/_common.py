@@ -257,8 +257,13 @@ def retrieval(pred, target, ctx: RunContext, k: int = 1) -> dict[str, Any]:
 
 
 def retrieval_summary(r: dict[str, Any]) -> dict[str, Any]:
-    """The top-1 and its CI of a retrieval result."""
-    return {"top1": r["top1"], "ci": list(r["ci"])}
+    """The top-1 and its CI of a retrieval result (and its top-k, ``top5`` and
+    ``top5_ci`` at k = 5, when it was computed with k > 1)."""
+    out = {"top1": r["top1"], "ci": list(r["ci"])}
+    if "topk" in r:
+        out[f"top{r['k']}"] = r["topk"]
+        out[f"top{r['k']}_ci"] = list(r["topk_ci"])
+    return out
 
 
 def load_subjects(ctx: RunContext, kind: str, bids_dir: str,

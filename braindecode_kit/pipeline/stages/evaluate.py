@@ -221,7 +221,7 @@ def _summary_table(ctx: RunContext, report, kinds: list[str]) -> None:
                 pct = f" ({ns['fraction']:.0%} of its trials)"
                 rows.append({"kind": KIND_LABELS[kind], "model": label + pct,
                              "N-way": fm["n_candidates"], "top-1": ns[name]["top1"],
-                             f"top-{k}": "—"})
+                             f"top-{k}": ns[name].get(f"top{k}", "—")})
     report.add_text("Brain→image retrieval of held-out test images (repetitions averaged), "
                     "pooled over each kind's pretraining subjects; the new subject's rows "
                     "are its own test images.")

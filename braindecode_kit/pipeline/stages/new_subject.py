@@ -81,8 +81,11 @@ def report_new_subject(ctx: RunContext, report) -> None:
                   f"scratch_{suffix}": f"decoder from scratch, same {pct}",
                   f"ridge_{suffix}": f"ridge, same {pct}",
                   "adapted_full": "adapted, all training trials"}
+        k = ctx.config.evaluate.topk
         report.add_table([
-            {"model": lab, "top-1": ns[n]["top1"], "95% CI": tuple(ns[n]["ci"])}
+            {"model": lab, "top-1": ns[n]["top1"], "95% CI": tuple(ns[n]["ci"]),
+             **({f"top-{k}": ns[n][f"top{k}"], f"top-{k} 95% CI": tuple(ns[n][f"top{k}_ci"])}
+                if f"top{k}" in ns[n] else {})}
             for n, lab in labels.items() if n in ns], highlight=labels[f"adapted_{suffix}"])
         report.add_text(f"Adapted from {ns['fraction']:.0%} reaches "
                         f"{ns[f'adapted_{suffix}_vs_full']:.2f} of the full-data adaptation.")
@@ -177,7 +180,7 @@ def _new_subject(ctx: RunContext, kind: str) -> tuple[dict[str, Any], list[str]]
         if ctx.is_main_process:
             save_npy_atomic(ctx.path(path), pred.astype(np.float32))
         written.append(path)
-        out[name] = retrieval_summary(retrieval(pred, Yt, ctx))
+        out[name] = retrieval_summary(retrieval(pred, Yt, ctx, k=ctx.config.evaluate.topk))
     out[f"adapted_{suffix}_vs_full"] = (out[f"adapted_{suffix}"]["top1"]
                                         / max(out["adapted_full"]["top1"], 1e-9))
     ec = ctx.config.evaluate
