@@ -12,6 +12,7 @@ chance.
 
     python benchmarks/robustness.py                 # the full table (36 cells)
     python benchmarks/robustness.py --quick         # one noise level, one size
+    python benchmarks/robustness.py --quick --search  # + ContrastiveDecoder(search=SEARCH)
 
 Each family is a small function below; its parameters are printed with the table.
 """
@@ -147,6 +148,8 @@ FAMILIES = [linear_gaussian, rectified_mixture, sparse_tuning, lowlevel_dominate
 #: signal aggregates well: sd 8 puts ridge near 0.3 on the rectified mixture with 1,200
 #: trials (a new user's NSD-like case), and near 0.86 on the linear-Gaussian family
 NOISE = {"high_snr": 4.0, "nsd_like": 8.0, "low_snr": 12.0}
+#: what ``--search`` lets inner validation choose (the estimator's defaults are tried first)
+SEARCH = {"d_shared": [64, 256], "temperature": [0.05, 0.1]}
 SIZES = {"1200_trials": 1200, "2400_trials": 2400}
 
 
@@ -185,7 +188,8 @@ def score(pred, Y):
     return float(r["top1"]), [float(c) for c in r["ci"]]
 
 
-def run_cell(family, sem, low, Y, train_idx, test_idx, n_trials, noise_sd, seed):
+def run_cell(family, sem, low, Y, train_idx, test_idx, n_trials, noise_sd, seed,
+             search=None):
     from braindecode_kit import ContrastiveDecoder, RidgeDecoder
 
     Xtr, stim, Xte = draw(family, sem, low, train_idx, test_idx, n_trials, noise_sd, seed)
@@ -196,6 +200,12 @@ def run_cell(family, sem, low, Y, train_idx, test_idx, n_trials, noise_sd, seed)
     t0 = time.perf_counter()
     dec = ContrastiveDecoder(seed=seed).fit(Xtr, Y[stim])
     out["decoder"] = (*score(dec.predict(Xte), Y[test_idx]), time.perf_counter() - t0)
+    if search:
+        t0 = time.perf_counter()
+        dec = ContrastiveDecoder(seed=seed, search=search).fit(Xtr, Y[stim])
+        out["searched"] = (*score(dec.predict(Xte), Y[test_idx]), time.perf_counter() - t0)
+        out["searched_params"] = dec.best_params_
+        out["searched_anchor"] = dec.anchor_
     return out
 
 
@@ -205,6 +215,9 @@ def main(argv=None) -> None:
     ap.add_argument("--seed", type=int, default=1, help="world and data seed")
     ap.add_argument("--families", nargs="*", default=None, help="a subset of families")
     ap.add_argument("--json", default=None, help="also write the table as JSON here")
+    ap.add_argument("--search", action="store_true",
+                    help="also ContrastiveDecoder(search=SEARCH): settings chosen by inner "
+                         "validation (its own values first)")
     args = ap.parse_args(argv)
 
     import torch
@@ -230,7 +243,8 @@ def main(argv=None) -> None:
         for nname, sd in noises.items():
             for sname, n in sizes.items():
                 res = run_cell(fam, sem, low, Y, train_idx, test_idx, n, sd,
-                               seed=args.seed * 1000 + len(rows))
+                               seed=args.seed * 1000 + len(rows),
+                               search=SEARCH if args.search else None)
                 (d, dci, dt), (r, rci, rt) = res["decoder"], res["ridge"]
                 ratio = d / max(r, 1e-9)
                 verdict = ("beats" if dci[0] > rci[1] else
@@ -242,6 +256,13 @@ def main(argv=None) -> None:
                 print(f"{fam.name:20s} {nname:9s} {sname:12s} "
                       f"{d:.3f} [{dci[0]:.3f},{dci[1]:.3f}]   {r:.3f} [{rci[0]:.3f},{rci[1]:.3f}]"
                       f"   {ratio:9.2f} {verdict:>8s}", flush=True)
+                if "searched" in res:
+                    q, qci, qt = res["searched"]
+                    rows[-1].update({"searched": q, "searched_ci": qci, "searched_s": qt,
+                                     "searched_params": res["searched_params"]})
+                    print(f"{'  ... with search':42s} {q:.3f} [{qci[0]:.3f},{qci[1]:.3f}]"
+                          f"{'':28s}{q / max(r, 1e-9):9.2f}  chose {res['searched_params']}"
+                          f" ({qt:.0f} s; plain {dt:.0f} s)", flush=True)
     print("\nfamilies:")
     for fam in fams:
         print(f"  {fam.name}: {fam.params}")

@@ -21,13 +21,18 @@ from ._checks import check_option
 from ._docs import fill_doc
 from .evaluate.retrieval import percentile_rank, row_cosine
 
-__all__ = ["ANCHOR_WEIGHTS", "ContrastiveDecoder", "blend_predictions", "choose_anchor_weight"]
+__all__ = ["ANCHOR_WEIGHTS", "SEARCHABLE", "ContrastiveDecoder", "blend_predictions",
+           "choose_anchor_weight"]
 
 #: weights of the network against the ridge tried by ``ridge_anchor`` (0: the ridge alone,
 #: inf: the network alone)
 ANCHOR_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, float("inf"))
 #: the fewest validation (and training) stimuli the anchor's choice is made on
 MIN_ANCHOR_STIMULI = 10
+#: the parameters ``search`` may choose (those of the network and its training)
+SEARCHABLE = ("d_shared", "n_blocks", "dropout", "adapter_dropout", "epochs", "lr",
+              "weight_decay", "adapter_weight_decay", "temperature", "mse_weight",
+              "schedule", "batch_size")
 
 
 def _unit(a: np.ndarray) -> np.ndarray:
@@ -142,6 +147,20 @@ class ContrastiveDecoder(BaseEstimator):
         mean percentile rank of the true stimulus. The ridge is then refitted on all
         training trials. Needs ``val_fraction > 0``; without enough validation stimuli
         the network is used alone (logged).
+    search : dict of str to list, or None
+        Settings chosen by inner validation, as :class:`~sklearn.linear_model.RidgeCV`
+        chooses alpha: every combination of the lists (a grid; keys from
+        :data:`SEARCHABLE`, e.g. ``{"d_shared": [64, 256], "temperature": [0.05, 0.1]}``)
+        is trained on the training stimuli, early-stopped on one half of the validation
+        stimuli and scored on the other half (mean percentile rank of the true stimulus,
+        repetitions averaged, mean over subjects); the best is kept (ties: the one tried
+        first). The estimator's own values are tried first, so a search can only replace
+        them when validation supports it. The ridge anchor's weight is then chosen on that
+        same half. Needs ``val_fraction > 0`` and at least ``2 * MIN_ANCHOR_STIMULI``
+        validation stimuli per subject. ``None``: no search.
+    search_budget_s : float or None
+        Stop trying combinations once this many seconds of the search have passed (the
+        first, the estimator's own values, is always trained); ``None``: no limit.
     %(verbose)s
 
     Attributes
@@ -165,6 +184,11 @@ class ContrastiveDecoder(BaseEstimator):
         score of every weight tried and the number of validation stimuli.
     ridges_ : dict of str to RidgeDecoder
         Per subject, the ridge the prediction is anchored to (empty without the anchor).
+    search_results_ : list of dict
+        With ``search``: per combination tried, in order, its ``params``, validation
+        ``score``, ``best_epoch`` and ``seconds`` (also logged).
+    best_params_ : dict
+        With ``search``: the chosen combination (the model was trained with it).
 
     Examples
     --------
@@ -197,6 +221,8 @@ class ContrastiveDecoder(BaseEstimator):
         decoder_kwargs: dict | None = None,
         modality: str | None = None,
         ridge_anchor: bool = True,
+        search: dict | None = None,
+        search_budget_s: float | None = None,
         verbose: bool | str | int | None = None,
     ) -> None:
         self.d_shared = d_shared
@@ -221,6 +247,8 @@ class ContrastiveDecoder(BaseEstimator):
         self.decoder_kwargs = decoder_kwargs
         self.modality = modality
         self.ridge_anchor = ridge_anchor
+        self.search = search
+        self.search_budget_s = search_budget_s
         self.verbose = verbose
 
     # ------------------------------------------------------------------ input
@@ -333,22 +361,30 @@ class ContrastiveDecoder(BaseEstimator):
         if len(dims) != 1:
             raise ValueError(f"All Y arrays must have the same dimension, got {sorted(dims)}.")
         embed_dim = dims.pop()
-        dcfg = DecoderConfig(
-            subjects={s: self._spec(x) for s, x, _ in parts}, embed_dim=embed_dim,
-            adapter=self.adapter, d_shared=self.d_shared, n_blocks=self.n_blocks,
-            dropout=self.dropout, adapter_dropout=self.adapter_dropout, encoder=self.encoder,
-            **(self.decoder_kwargs or {}),
-        )
-        tcfg = TrainConfig(
-            epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
-            weight_decay=self.weight_decay, adapter_weight_decay=self.adapter_weight_decay,
-            schedule=self.schedule, temperature=self.temperature, mse_weight=self.mse_weight,
-            patience=self.patience, mixed_precision=self.mixed_precision, seed=self.seed,
-            **(self.train_kwargs or {}),
-        )
+        grid = self._search_grid()
+        subjects_spec = {s: self._spec(x) for s, x, _ in parts}
+
+        def configs(p: dict[str, Any]):
+            dcfg = DecoderConfig(
+                subjects=subjects_spec, embed_dim=embed_dim,
+                adapter=self.adapter, d_shared=p["d_shared"], n_blocks=p["n_blocks"],
+                dropout=p["dropout"], adapter_dropout=p["adapter_dropout"],
+                encoder=self.encoder, **(self.decoder_kwargs or {}),
+            )
+            tcfg = TrainConfig(
+                epochs=p["epochs"], batch_size=p["batch_size"], lr=p["lr"],
+                weight_decay=p["weight_decay"], adapter_weight_decay=p["adapter_weight_decay"],
+                schedule=p["schedule"], temperature=p["temperature"],
+                mse_weight=p["mse_weight"], patience=self.patience,
+                mixed_precision=self.mixed_precision, seed=self.seed,
+                **(self.train_kwargs or {}),
+            )
+            return dcfg, tcfg
+
         rng = np.random.default_rng(self.seed)
         trainsets, valsets = [], []
         split_of: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # subject -> (held out, selection)
+        halves = self.ridge_anchor or grid is not None
         for (s, x, _), y in zip(parts, Ys):
             _, groups = np.unique(y, axis=0, return_inverse=True)
             groups = groups.reshape(-1)
@@ -358,19 +394,29 @@ class ContrastiveDecoder(BaseEstimator):
                 val_groups = rng.choice(n_groups, n_val, replace=False)
                 is_val = np.isin(groups, val_groups)
                 stop = is_val
-                if self.ridge_anchor and n_val >= 2 * MIN_ANCHOR_STIMULI:
+                if halves and n_val >= 2 * MIN_ANCHOR_STIMULI:
                     # two disjoint halves of the validation stimuli: one stops training,
-                    # the other chooses the anchor's weight (a set the network was not
-                    # selected on, so the choice is not biased towards it)
+                    # the other chooses the search's settings and the anchor's weight (a
+                    # set the network was not early-stopped on)
                     stop = np.isin(groups, val_groups[: n_val // 2])
                     split_of[s] = (is_val, is_val & ~stop)
                 trainsets.append((s, x[~is_val], y[~is_val]))
                 valsets.append((s, x[stop], y[stop]))
             else:
                 trainsets.append((s, x, y))
-        decoder = BrainDecoder(dcfg, seed=self.seed)
-        result = fit(decoder, trainsets, None, tcfg, valsets=valsets or None,
-                     verbose=self.verbose)
+        if grid is not None:
+            short = [s for s, _, _ in parts if s not in split_of]
+            if short:
+                raise ValueError(
+                    f"search needs at least {2 * MIN_ANCHOR_STIMULI} validation stimuli per "
+                    f"subject (val_fraction={self.val_fraction} of the distinct rows of Y), "
+                    f"but subject(s) {short} have fewer; raise val_fraction or give more "
+                    "stimuli.")
+            result = self._run_search(grid, configs, trainsets, valsets, parts, Ys, split_of)
+        else:
+            dcfg, tcfg = configs(self._own_params())
+            result = fit(BrainDecoder(dcfg, seed=self.seed), trainsets, None, tcfg,
+                         valsets=valsets or None, verbose=self.verbose)
         self.decoder_ = result.decoder
         self.history_ = result.history
         self.anchor_, self.ridges_ = {}, {}
@@ -384,6 +430,82 @@ class ContrastiveDecoder(BaseEstimator):
         if len(shapes) == 1:
             self.n_features_in_ = int(np.prod(shapes.pop()))
         return self
+
+    # ------------------------------------------------------------------ search
+    def _own_params(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in SEARCHABLE}
+
+    def _search_grid(self) -> list[dict[str, Any]] | None:
+        """The combinations to try, the estimator's own values first (None: no search)."""
+        from sklearn.model_selection import ParameterGrid
+
+        if self.search is None:
+            return None
+        if not isinstance(self.search, dict) or not self.search:
+            raise ValueError("search must be a non-empty dict of parameter -> list of values, "
+                             f"got {self.search!r}.")
+        unknown = sorted(set(self.search) - set(SEARCHABLE))
+        if unknown:
+            raise ValueError(f"search cannot choose {unknown}: expected some of {list(SEARCHABLE)}.")
+        for k, v in self.search.items():
+            if isinstance(v, str) or not hasattr(v, "__len__") or len(v) == 0:
+                raise ValueError(f"search[{k!r}] must be a non-empty list of values, got {v!r}.")
+        if self.search_budget_s is not None and not float(self.search_budget_s) > 0:
+            raise ValueError(f"search_budget_s must be a positive number of seconds or None, "
+                             f"got {self.search_budget_s!r}.")
+        own = self._own_params()
+        combos = [{**own, **c} for c in ParameterGrid(
+            {k: list(v) for k, v in self.search.items()})]
+        combos.sort(key=lambda c: c != own)  # stable: the estimator's own values first
+        if combos[0] != own:
+            combos.insert(0, own)
+        return combos
+
+    def _selection_score(self, decoder, parts, Ys, split_of) -> float:
+        """Mean over subjects of the validation percentile rank on the selection half."""
+        from .splits import average_by_stimulus
+
+        scores = []
+        for (s, x, _), y in zip(parts, Ys):
+            _, groups = np.unique(y, axis=0, return_inverse=True)
+            rows = np.flatnonzero(split_of[s][1])
+            pred, _ = average_by_stimulus(decoder.predict(x[rows], subject=s),
+                                          groups.reshape(-1)[rows])
+            truth, _ = average_by_stimulus(y[rows], groups.reshape(-1)[rows])
+            scores.append(percentile_rank(pred, truth))
+        return float(np.mean(scores))
+
+    def _run_search(self, grid, configs, trainsets, valsets, parts, Ys, split_of):
+        import time
+
+        from ._logging import logger
+        from .models import BrainDecoder
+        from .train import fit
+
+        start = time.perf_counter()
+        best, best_score, self.search_results_ = None, -np.inf, []
+        for i, params in enumerate(grid):
+            if i and self.search_budget_s is not None and (
+                    time.perf_counter() - start) >= float(self.search_budget_s):
+                logger.info("search: budget of %.0f s spent after %d of %d combinations",
+                            float(self.search_budget_s), i, len(grid))
+                break
+            t0 = time.perf_counter()
+            dcfg, tcfg = configs(params)
+            res = fit(BrainDecoder(dcfg, seed=self.seed), trainsets, None, tcfg,
+                      valsets=valsets, verbose=self.verbose)
+            score = self._selection_score(res.decoder, parts, Ys, split_of)
+            chosen = {k: params[k] for k in self.search}
+            self.search_results_.append({
+                "params": chosen, "score": score, "best_epoch": res.best_epoch,
+                "seconds": time.perf_counter() - t0})
+            logger.info("search %d/%d %s: validation percentile rank %.4f (best epoch %s)",
+                        i + 1, len(grid), chosen, score, res.best_epoch)
+            if score > best_score:
+                best, best_score, self.best_params_ = res, score, chosen
+        logger.info("search: chose %s (validation percentile rank %.4f)", self.best_params_,
+                    best_score)
+        return best
 
     # ------------------------------------------------------------------ ridge anchor
     def _fit_anchor(self, subject: str, x: np.ndarray, y: np.ndarray,
