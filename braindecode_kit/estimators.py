@@ -48,9 +48,17 @@ def blend_predictions(ridge_pred: np.ndarray, net_pred: np.ndarray, weight: floa
     return _unit(ridge_pred) + weight * _unit(net_pred)
 
 
+def _per_item_rank(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Per stimulus: the share of the other candidates the true one is ranked above (the
+    items :func:`~braindecode_kit.evaluate.percentile_rank` averages)."""
+    sims = _unit(pred) @ _unit(truth).T
+    return (sims < np.diag(sims)[:, None]).sum(axis=1) / (len(sims) - 1)
+
+
 def choose_anchor_weight(ridge_val: np.ndarray, net_val: np.ndarray, truth: np.ndarray,
                          weights: tuple[float, ...] = ANCHOR_WEIGHTS,
-                         criterion: str = "rank") -> tuple[float, dict[str, float]]:
+                         criterion: str = "rank", rule: str = "best",
+                         ) -> tuple[float, dict[str, float]]:
     """The weight of the network against a ridge that identifies validation stimuli best.
 
     Parameters
@@ -61,25 +69,42 @@ def choose_anchor_weight(ridge_val: np.ndarray, net_val: np.ndarray, truth: np.n
     truth : ndarray (n_stimuli, d)
         Their true embeddings.
     weights : tuple of float
-        Candidates (0: the ridge alone, ``inf``: the network alone).
+        Candidates, in increasing order (0: the ridge alone, ``inf``: the network alone).
     criterion : {"rank", "cosine"}
         ``"rank"``: the mean percentile rank of the true stimulus among the others
         (retrieval); ``"cosine"``: the mean cosine of the prediction to the true embedding
         (what a captioner or generator fed the prediction needs).
+    rule : {"best", "one_se"}
+        ``"best"``: the best-scoring weight (ties go to the larger weight).
+        ``"one_se"``: the one-standard-error rule (Breiman's, glmnet's ``lambda.1se``):
+        the smallest weight — the one closest to the ridge — whose mean score is within
+        one standard error of the best's, the error of the mean paired per-stimulus
+        difference; the anchor then leaves the ridge only where validation supports it
+        beyond its noise.
 
     Returns
     -------
     weight, scores
-        The chosen weight (ties go to the larger weight: the anchor keeps only what helps)
-        and the criterion of every candidate (keys ``str(weight)``).
+        The chosen weight and the criterion of every candidate (keys ``str(weight)``).
     """
     check_option("criterion", criterion, ("rank", "cosine"))
-    score = ((lambda p: percentile_rank(p, truth)) if criterion == "rank" else
-             (lambda p: float(np.mean(row_cosine(p, truth)))))
-    scores = {w: score(blend_predictions(ridge_val, net_val, w)) for w in weights}
+    check_option("rule", rule, ("best", "one_se"))
+    per_item = ((lambda p: _per_item_rank(p, truth)) if criterion == "rank" else
+                (lambda p: np.asarray(row_cosine(p, truth), np.float64)))
+    if criterion == "rank" and len(truth) < 2:
+        percentile_rank(truth, truth)  # its message: at least 2 rows (candidates)
+    items = {w: per_item(blend_predictions(ridge_val, net_val, w)) for w in weights}
+    scores = {w: float(v.mean()) for w, v in items.items()}
     best = max(scores.values())
     weight = [w for w in weights if scores[w] == best][-1]
-    return float(weight), {str(w): float(v) for w, v in scores.items()}
+    if rule == "one_se":
+        for w in sorted(weights):
+            diff = items[weight] - items[w]
+            se = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else 0.0
+            if diff.mean() <= se:
+                weight = w
+                break
+    return float(weight), {str(w): v for w, v in scores.items()}
 
 
 @fill_doc
@@ -147,6 +172,11 @@ class ContrastiveDecoder(BaseEstimator):
         mean percentile rank of the true stimulus. The ridge is then refitted on all
         training trials. Needs ``val_fraction > 0``; without enough validation stimuli
         the network is used alone (logged).
+    anchor_rule : {"one_se", "best"}
+        How the anchor's weight is chosen (see :func:`choose_anchor_weight`):
+        ``"one_se"`` keeps the weight closest to the ridge whose validation score is
+        within one standard error of the best (the starting point is kept unless the
+        network beats it beyond the validation noise); ``"best"``: the best score.
     search : dict of str to list, or None
         Settings chosen by inner validation, as :class:`~sklearn.linear_model.RidgeCV`
         chooses alpha: every combination of the lists (a grid; keys from
@@ -221,6 +251,7 @@ class ContrastiveDecoder(BaseEstimator):
         decoder_kwargs: dict | None = None,
         modality: str | None = None,
         ridge_anchor: bool = True,
+        anchor_rule: str = "one_se",
         search: dict | None = None,
         search_budget_s: float | None = None,
         verbose: bool | str | int | None = None,
@@ -247,6 +278,7 @@ class ContrastiveDecoder(BaseEstimator):
         self.decoder_kwargs = decoder_kwargs
         self.modality = modality
         self.ridge_anchor = ridge_anchor
+        self.anchor_rule = anchor_rule
         self.search = search
         self.search_budget_s = search_budget_s
         self.verbose = verbose
@@ -353,6 +385,7 @@ class ContrastiveDecoder(BaseEstimator):
         from .models import BrainDecoder, DecoderConfig
         from .train import TrainConfig, fit
 
+        check_option("anchor_rule", self.anchor_rule, ("one_se", "best"))
         if not 0.0 <= float(self.val_fraction) < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), but got {self.val_fraction!r}.")
         parts = self._split_X(X, subjects, fitted=False)
@@ -538,9 +571,9 @@ class ContrastiveDecoder(BaseEstimator):
         d_val, _ = average_by_stimulus(self.decoder_.predict(x[vals], subject=subject),
                                        groups[vals])
         truth, _ = average_by_stimulus(y[vals], groups[vals])
-        weight, scores = choose_anchor_weight(r_val, d_val, truth)
+        weight, scores = choose_anchor_weight(r_val, d_val, truth, rule=self.anchor_rule)
         self.ridges_[subject] = RidgeDecoder().fit(flat, y, groups=groups)
-        self.anchor_[subject] = {"weight": weight, "scores": scores,
+        self.anchor_[subject] = {"weight": weight, "scores": scores, "rule": self.anchor_rule,
                                  "n_val_stimuli": int(len(uniq)), "skipped": False}
         logger.info("ridge anchor of %s: weight %s (validation percentile rank %.4f; ridge "
                     "alone %.4f, network alone %.4f, %d stimuli)", subject, weight,

@@ -56,3 +56,26 @@ def test_cosine_and_rank_can_disagree(truth):
 def test_unknown_criterion_is_refused(truth):
     with pytest.raises(ValueError, match="criterion"):
         choose_anchor_weight(truth, truth, truth, criterion="top1")
+
+
+def test_one_se_rule_keeps_the_ridge_unless_the_network_beats_it_beyond_noise(truth):
+    rng = np.random.default_rng(3)
+    ridge = truth + 0.3 * rng.standard_normal(truth.shape)
+    # a network that is the ridge up to a whisper of noise: blending cannot add anything
+    # but noise, yet "best" leaves the ridge on it; "one_se" keeps the ridge
+    net_same = ridge + 0.003 * rng.standard_normal(truth.shape)
+    w_best, scores = choose_anchor_weight(ridge, net_same, truth, criterion="cosine")
+    w_1se, scores_1se = choose_anchor_weight(ridge, net_same, truth, criterion="cosine",
+                                             rule="one_se")
+    assert scores == scores_1se and w_best > 0.0 and w_1se == 0.0
+    # a much better network than a poor ridge: both rules leave the ridge
+    poor = truth + 1.0 * rng.standard_normal(truth.shape)
+    net_good = truth + 0.03 * rng.standard_normal(truth.shape)
+    for rule in ("best", "one_se"):
+        for criterion in ("cosine", "rank"):
+            w, sc = choose_anchor_weight(poor, net_good, truth, criterion=criterion,
+                                         rule=rule)
+            # (by rank every w >= 2 ranks perfectly: "one_se" takes the smallest of them)
+            assert w >= 2.0 and sc[str(w)] > sc["0.0"] + 0.05, (rule, criterion, w)
+    with pytest.raises(ValueError, match="rule"):
+        choose_anchor_weight(truth, truth, truth, rule="min")
