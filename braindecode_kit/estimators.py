@@ -561,7 +561,8 @@ class ContrastiveDecoder(BaseEstimator):
                         "(at least %d each needed); the network is used alone.",
                         subject, n_val, n_fit, MIN_ANCHOR_STIMULI)
             self.anchor_[subject] = {"weight": float("inf"), "scores": {},
-                                     "n_val_stimuli": n_val, "skipped": True}
+                                     "rule": self.anchor_rule, "n_val_stimuli": n_val,
+                                     "skipped": True}
             return
         flat = x.reshape(len(x), -1)
         # the same training stimuli as the network's
