@@ -66,8 +66,7 @@ class _FixedRidge:
     fold needs when there is nothing to choose (a fraction of an eigendecomposition's
     cost). Same interface as :class:`_EigenRidge`; ``predict`` takes that one alpha."""
 
-    def __init__(self, gram: np.ndarray, rhs: np.ndarray, primal: bool, alpha: float) -> None:
-        self.primal = primal
+    def __init__(self, gram: np.ndarray, rhs: np.ndarray, alpha: float) -> None:
         self.alpha = float(alpha)
         self.W = _cholesky_ridge(gram, rhs, self.alpha)
 
@@ -385,7 +384,7 @@ class RidgeDecoder(RegressorMixin, BaseEstimator):
 
         def fold_model(g, rhs, primal):  # one alpha: a Cholesky solve, else one eigh for all
             if len(alphas) == 1:
-                return _FixedRidge(g, rhs, primal, float(alphas[0]))
+                return _FixedRidge(g, rhs, float(alphas[0]))
             return _EigenRidge(g, rhs, primal)
 
         for train, val in folds:

@@ -19,7 +19,7 @@ from sklearn.utils.validation import check_array, check_is_fitted
 
 from ._checks import check_option
 from ._docs import fill_doc
-from .evaluate.retrieval import percentile_rank, row_cosine
+from .evaluate.retrieval import percentile_rank, percentile_ranks, row_cosine
 
 __all__ = ["ANCHOR_WEIGHTS", "SEARCHABLE", "ContrastiveDecoder", "blend_predictions",
            "choose_anchor_weight"]
@@ -46,13 +46,6 @@ def blend_predictions(ridge_pred: np.ndarray, net_pred: np.ndarray, weight: floa
     if np.isinf(weight):
         return _unit(net_pred)
     return _unit(ridge_pred) + weight * _unit(net_pred)
-
-
-def _per_item_rank(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """Per stimulus: the share of the other candidates the true one is ranked above (the
-    items :func:`~braindecode_kit.evaluate.percentile_rank` averages)."""
-    sims = _unit(pred) @ _unit(truth).T
-    return (sims < np.diag(sims)[:, None]).sum(axis=1) / (len(sims) - 1)
 
 
 def choose_anchor_weight(ridge_val: np.ndarray, net_val: np.ndarray, truth: np.ndarray,
@@ -89,10 +82,8 @@ def choose_anchor_weight(ridge_val: np.ndarray, net_val: np.ndarray, truth: np.n
     """
     check_option("criterion", criterion, ("rank", "cosine"))
     check_option("rule", rule, ("best", "one_se"))
-    per_item = ((lambda p: _per_item_rank(p, truth)) if criterion == "rank" else
+    per_item = ((lambda p: percentile_ranks(p, truth)) if criterion == "rank" else
                 (lambda p: np.asarray(row_cosine(p, truth), np.float64)))
-    if criterion == "rank" and len(truth) < 2:
-        percentile_rank(truth, truth)  # its message: at least 2 rows (candidates)
     items = {w: per_item(blend_predictions(ridge_val, net_val, w)) for w in weights}
     scores = {w: float(v.mean()) for w, v in items.items()}
     best = max(scores.values())
@@ -494,17 +485,14 @@ class ContrastiveDecoder(BaseEstimator):
             combos.insert(0, own)
         return combos
 
-    def _selection_score(self, decoder, parts, Ys, split_of) -> float:
-        """Mean over subjects of the validation percentile rank on the selection half."""
+    def _selection_score(self, decoder, selection) -> float:
+        """Mean over subjects of the validation percentile rank on the selection half
+        (``selection``: per subject, its rows, their stimulus groups and averaged truth)."""
         from .splits import average_by_stimulus
 
         scores = []
-        for (s, x, _), y in zip(parts, Ys):
-            _, groups = np.unique(y, axis=0, return_inverse=True)
-            rows = np.flatnonzero(split_of[s][1])
-            pred, _ = average_by_stimulus(decoder.predict(x[rows], subject=s),
-                                          groups.reshape(-1)[rows])
-            truth, _ = average_by_stimulus(y[rows], groups.reshape(-1)[rows])
+        for s, x_sel, g_sel, truth in selection:
+            pred, _ = average_by_stimulus(decoder.predict(x_sel, subject=s), g_sel)
             scores.append(percentile_rank(pred, truth))
         return float(np.mean(scores))
 
@@ -513,8 +501,15 @@ class ContrastiveDecoder(BaseEstimator):
 
         from ._logging import logger
         from .models import BrainDecoder
+        from .splits import average_by_stimulus
         from .train import fit
 
+        selection = []  # the same rows score every combination
+        for (s, x, _), y in zip(parts, Ys):
+            _, groups = np.unique(y, axis=0, return_inverse=True)
+            rows = np.flatnonzero(split_of[s][1])
+            g_sel = groups.reshape(-1)[rows]
+            selection.append((s, x[rows], g_sel, average_by_stimulus(y[rows], g_sel)[0]))
         start = time.perf_counter()
         best, best_score, self.search_results_ = None, -np.inf, []
         for i, params in enumerate(grid):
@@ -527,7 +522,7 @@ class ContrastiveDecoder(BaseEstimator):
             dcfg, tcfg = configs(params)
             res = fit(BrainDecoder(dcfg, seed=self.seed), trainsets, None, tcfg,
                       valsets=valsets, verbose=self.verbose)
-            score = self._selection_score(res.decoder, parts, Ys, split_of)
+            score = self._selection_score(res.decoder, selection)
             chosen = {k: params[k] for k in self.search}
             self.search_results_.append({
                 "params": chosen, "score": score, "best_epoch": res.best_epoch,

@@ -12,6 +12,7 @@ from .._lazy import attach
 # public name -> submodule that defines it
 _LAZY = {
     "percentile_rank": "retrieval",
+    "percentile_ranks": "retrieval",
     "retrieval_accuracy": "retrieval",
     "row_cosine": "retrieval",
     "two_way_identification": "retrieval",
@@ -32,6 +33,7 @@ __all__ = [
     "image_metrics",
     "network_features",
     "percentile_rank",
+    "percentile_ranks",
     "pixcorr",
     "retrieval_accuracy",
     "row_cosine",
@@ -51,6 +53,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .report import Report
     from .retrieval import (
         percentile_rank,
+        percentile_ranks,
         retrieval_accuracy,
         row_cosine,
         two_way_identification,

@@ -14,8 +14,8 @@ import numpy as np
 
 from .._checks import check_finite, check_option
 
-__all__ = ["DIRECTIONS", "percentile_rank", "retrieval_accuracy", "row_cosine",
-           "two_way_identification"]
+__all__ = ["DIRECTIONS", "percentile_rank", "percentile_ranks", "retrieval_accuracy",
+           "row_cosine", "two_way_identification"]
 
 DIRECTIONS = ("brain->image", "image->brain", "both")
 
@@ -61,6 +61,25 @@ def row_cosine(pred: Any, target: Any) -> np.ndarray:
     return (_l2_normalise(pred) * _l2_normalise(target)).sum(axis=1)
 
 
+def percentile_ranks(pred: Any, target: Any) -> np.ndarray:
+    """Per row: the share of the other candidates its true target is ranked above (cosine,
+    brain->image, every row a candidate; 1 is perfect, 0.5 chance; ties count against
+    the true target). :func:`percentile_rank` is their mean.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> percentile_ranks(np.eye(3), np.eye(3)).tolist()
+    [1.0, 1.0, 1.0]
+    """
+    pred, target = _as_pair(pred, target)
+    if len(pred) < 2:
+        raise ValueError(f"percentile_rank needs at least 2 rows (candidates), got {len(pred)}.")
+    sims = _l2_normalise(pred) @ _l2_normalise(target).T
+    above = (sims < np.diag(sims)[:, None]).sum(axis=1)
+    return above / (len(sims) - 1)
+
+
 def percentile_rank(pred: Any, target: Any) -> float:
     """The mean share of the other candidates each true target is ranked above (cosine,
     brain->image, every row a candidate; 1 is perfect, 0.5 chance).
@@ -75,12 +94,7 @@ def percentile_rank(pred: Any, target: Any) -> float:
     >>> percentile_rank(np.eye(3), np.eye(3))
     1.0
     """
-    pred, target = _as_pair(pred, target)
-    if len(pred) < 2:
-        raise ValueError(f"percentile_rank needs at least 2 rows (candidates), got {len(pred)}.")
-    sims = _l2_normalise(pred) @ _l2_normalise(target).T
-    above = (sims < np.diag(sims)[:, None]).sum(axis=1)
-    return float(np.mean(above / (len(sims) - 1)))
+    return float(np.mean(percentile_ranks(pred, target)))
 
 
 def _hits(scores: np.ndarray, k: int) -> np.ndarray:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -161,25 +162,37 @@ def gamma_waveform(t: np.ndarray, latency: np.ndarray, width: np.ndarray) -> np.
     return w.astype(np.float32)
 
 
-def pink_noise(n_signals: int, n_times: int, sfreq: float, rng: np.random.Generator,
-               exponent: float = 1.0, f_min: float = 0.5) -> np.ndarray:
-    """``(n_signals, n_times)`` unit-variance noise with a ``1/f**exponent`` power
-    spectrum above ``f_min`` Hz (flat below).
+def spectral_noise(n_signals: int, n_times: int, sfreq: float, rng: np.random.Generator,
+                   gain: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """``(n_signals, n_times)`` unit-variance Gaussian noise whose amplitude spectrum is
+    ``gain(f)`` (``f``: the rfft frequencies in Hz), drawn in the frequency domain.
 
     Drawn at the next FFT-friendly length and cut to ``n_times`` (the noise is
     stationary, so the cut has the same spectrum): an inverse FFT of a length with a
-    large prime factor is ten times slower."""
+    large prime factor is ten times slower. float64.
+    """
     from scipy.fft import next_fast_len
 
     m = next_fast_len(int(n_times), real=True)
-    spec = rng.standard_normal((n_signals, m // 2 + 1)) + 1j * rng.standard_normal(
-        (n_signals, m // 2 + 1))
     f = np.fft.rfftfreq(m, 1.0 / sfreq)
-    spec *= (np.maximum(f, f_min) ** (-exponent / 2.0))[None, :]
-    spec[:, 0] = 0.0
+    spec = rng.standard_normal((n_signals, f.size)) + 1j * rng.standard_normal(
+        (n_signals, f.size))
+    spec *= np.asarray(gain(f))[None, :]
     x = np.fft.irfft(spec, n=m, axis=1)[:, :n_times]
-    x /= x.std(axis=1, keepdims=True) + 1e-30
-    return x.astype(np.float32)
+    return x / (x.std(axis=1, keepdims=True) + 1e-30)
+
+
+def pink_noise(n_signals: int, n_times: int, sfreq: float, rng: np.random.Generator,
+               exponent: float = 1.0, f_min: float = 0.5) -> np.ndarray:
+    """``(n_signals, n_times)`` unit-variance noise with a ``1/f**exponent`` power
+    spectrum above ``f_min`` Hz (flat below), no DC (see :func:`spectral_noise`)."""
+
+    def gain(f):
+        g = np.maximum(f, f_min) ** (-exponent / 2.0)
+        g[0] = 0.0
+        return g
+
+    return spectral_noise(n_signals, n_times, sfreq, rng, gain).astype(np.float32)
 
 
 def blink_times(duration: float, rate: float, rng: np.random.Generator) -> np.ndarray:

@@ -168,21 +168,14 @@ def _hg_carrier(n_signals: int, n_times: int, sfreq: float, rng: np.random.Gener
                 ) -> np.ndarray:
     """``(n_signals, n_times)`` unit-variance high-gamma noise: white noise through the
     zero-phase (forward-backward) 4th-order Butterworth band-pass of ``_HG_BAND``, drawn
-    in the frequency domain (its power spectrum is ``|H(f)|^4``, what ``sosfiltfilt``
-    of white noise gives, at a fraction of the cost), at an FFT-friendly length."""
-    from scipy.fft import next_fast_len
+    in the frequency domain (amplitude ``|H(f)|^2``, so the power spectrum ``sosfiltfilt``
+    of white noise has, at a fraction of the cost; :func:`~._electro.spectral_noise`)."""
     from scipy.signal import butter, sosfreqz
 
     hi = min(_HG_BAND[1], 0.45 * sfreq)
     sos = butter(4, [_HG_BAND[0], hi], btype="bandpass", fs=sfreq, output="sos")
-    m = next_fast_len(int(n_times), real=True)
-    f = np.fft.rfftfreq(m, 1.0 / sfreq)
-    _, h = sosfreqz(sos, worN=f, fs=sfreq)
-    spec = rng.standard_normal((n_signals, f.size)) + 1j * rng.standard_normal(
-        (n_signals, f.size))
-    spec *= (np.abs(h) ** 2)[None, :]
-    x = np.fft.irfft(spec, n=m, axis=1)[:, :n_times]
-    return x / (x.std(axis=1, keepdims=True) + 1e-30)
+    return el.spectral_noise(n_signals, n_times, sfreq, rng,
+                             lambda f: np.abs(sosfreqz(sos, worN=f, fs=sfreq)[1]) ** 2)
 
 
 def _background(m: dict, groups: np.ndarray, n_times: int, sfreq: float,

@@ -9,6 +9,7 @@ import pytest
 
 from braindecode_kit.evaluate import (
     percentile_rank,
+    percentile_ranks,
     retrieval_accuracy,
     row_cosine,
     two_way_identification,
@@ -181,6 +182,7 @@ def test_percentile_rank_hand_computed():
     # rows 0 and 2 rank their own image first (above both others: 1), row 1 ranks it
     # second (above one of two: 0.5)
     assert percentile_rank(PRED, TARGET) == pytest.approx((1 + 0.5 + 1) / 3)
+    np.testing.assert_allclose(percentile_ranks(PRED, TARGET), [1, 0.5, 1])
     # reversed roles: a prediction pointing away from its image ranks it last
     assert percentile_rank(-TARGET, TARGET) == 0.0
     # ties count against the true target
