@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 import warnings
@@ -57,10 +56,9 @@ def _score(pred: np.ndarray, Y: np.ndarray) -> dict[str, float]:
 
     r = retrieval_accuracy(pred, Y, k=5, n_candidates=len(Y), n_draws=1,
                            direction="brain->image")
-    n = len(Y)
-    half = 1.96 * math.sqrt(r["topk"] * (1 - r["topk"]) / n)
+    # one draw: the Wilson interval of the proportion over the candidates
     return {"top1": float(r["top1"]), "top5": float(r["topk"]),
-            "top5_ci": [max(0.0, r["topk"] - half), min(1.0, r["topk"] + half)]}
+            "top5_ci": [float(c) for c in r["topk_ci"]]}
 
 
 def _peer(name: str, ts, embed_dim: int):

@@ -3,9 +3,9 @@ metric names that follow the fraction, run-folder paths per recording kind."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
+from braindecode_kit.evaluate import binomial_ci
 from braindecode_kit.pipeline import load_config
 from braindecode_kit.pipeline.stages import (
     fraction_label,
@@ -28,9 +28,10 @@ def test_pool_single_draw_gets_a_binomial_ci():
     a = {"draws": [0.3], "n_candidates": 300, "chance": 1 / 300}
     b = {"draws": [0.4], "n_candidates": 300, "chance": 1 / 300}
     pooled = pool_over_subjects([a, b])
-    half = 1.96 * np.sqrt(0.35 * 0.65 / 600)
     assert pooled["top1"] == pytest.approx(0.35)
-    assert pooled["ci"] == pytest.approx([0.35 - half, 0.35 + half])
+    # the Wilson interval of 210 hits in 600 identifications
+    assert pooled["ci"] == pytest.approx(binomial_ci(0.35, 600))
+    assert pooled["ci"][0] == pytest.approx(0.3129, abs=1e-4)
 
 
 @pytest.mark.parametrize("fraction, label", [(0.1, "10pct"), (0.25, "25pct"),

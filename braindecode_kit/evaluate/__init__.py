@@ -11,6 +11,7 @@ from .._lazy import attach
 
 # public name -> submodule that defines it
 _LAZY = {
+    "binomial_ci": "retrieval",
     "percentile_rank": "retrieval",
     "percentile_ranks": "retrieval",
     "retrieval_accuracy": "retrieval",
@@ -28,6 +29,7 @@ _LAZY = {
 __all__ = [
     "IMAGE_METRICS",
     "Report",
+    "binomial_ci",
     "correlation_distance",
     "frechet_distance",
     "image_metrics",
@@ -52,6 +54,7 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from .report import Report
     from .retrieval import (
+        binomial_ci,
         percentile_rank,
         percentile_ranks,
         retrieval_accuracy,

@@ -14,7 +14,7 @@ import numpy as np
 
 from .._checks import check_finite, check_option
 
-__all__ = ["DIRECTIONS", "percentile_rank", "percentile_ranks", "retrieval_accuracy",
+__all__ = ["DIRECTIONS", "binomial_ci", "percentile_rank", "percentile_ranks", "retrieval_accuracy",
            "row_cosine", "two_way_identification"]
 
 DIRECTIONS = ("brain->image", "image->brain", "both")
@@ -105,13 +105,51 @@ def _hits(scores: np.ndarray, k: int) -> np.ndarray:
     return n_above < k
 
 
+def binomial_ci(p: float, n: int, z: float = 1.96) -> list[float]:
+    """Wilson score interval of a proportion ``p`` observed over ``n`` trials.
+
+    Unlike the normal approximation ``p ± z sqrt(p (1 - p) / n)``, it does not collapse to
+    zero width at ``p = 0`` or ``p = 1`` (a perfect score over 300 candidates is not known
+    to the third decimal) and stays inside ``[0, 1]`` (Wilson 1927; Brown, Cai & DasGupta
+    2001 recommend it for small ``n`` and extreme ``p``).
+
+    Parameters
+    ----------
+    p : float
+        Observed proportion, in ``[0, 1]``.
+    n : int
+        Number of trials (at least 1).
+    z : float
+        Normal quantile (1.96: 95%).
+
+    Returns
+    -------
+    list of float
+        ``[low, high]``.
+
+    Examples
+    --------
+    >>> [round(v, 4) for v in binomial_ci(1.0, 300)]
+    [0.9874, 1.0]
+    >>> [round(v, 4) for v in binomial_ci(0.5, 100)]
+    [0.4038, 0.5962]
+    """
+    if not 0.0 <= float(p) <= 1.0 or int(n) < 1:
+        raise ValueError(f"binomial_ci needs 0 <= p <= 1 and n >= 1, got p={p!r}, n={n!r}.")
+    p, n = float(p), int(n)
+    z2 = z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z / (1 + z2 / n) * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
+    return [max(0.0, centre - half), min(1.0, centre + half)]
+
+
 def _ci(draws: np.ndarray, n_candidates: int) -> list[float]:
     mean = float(draws.mean())
     if len(draws) > 1:
         half = 1.96 * float(draws.std(ddof=1)) / math.sqrt(len(draws))
-    else:  # one draw: normal approximation of the binomial over the candidates
-        half = 1.96 * math.sqrt(max(mean * (1 - mean), 0.0) / n_candidates)
-    return [max(0.0, mean - half), min(1.0, mean + half)]
+        return [max(0.0, mean - half), min(1.0, mean + half)]
+    # one draw: a proportion over the candidates
+    return binomial_ci(mean, n_candidates)
 
 
 def retrieval_accuracy(
@@ -157,9 +195,9 @@ def retrieval_accuracy(
     -------
     dict
         For one direction: ``top1`` (mean over draws), ``ci`` (95% normal interval
-        ``mean ± 1.96 * std(ddof=1) / sqrt(n_draws)``; with a single draw the binomial
-        normal approximation ``± 1.96 * sqrt(p (1 - p) / n_candidates)``; clipped to
-        [0, 1]), ``draws`` (per-draw top-1), ``chance`` (``k / n_candidates``; ``1 /
+        ``mean ± 1.96 * std(ddof=1) / sqrt(n_draws)``, clipped to [0, 1]; with a single
+        draw the Wilson score interval of the proportion over ``n_candidates``,
+        :func:`binomial_ci`), ``draws`` (per-draw top-1), ``chance`` (``k / n_candidates``; ``1 /
         n_candidates`` for top-1 is ``chance_top1``), ``n_candidates``, ``n_draws`` (as
         made), ``direction`` and, for ``k > 1``, ``k``, ``topk``, ``topk_ci`` and
         ``topk_draws``. For ``"both"``: ``{"direction": "both", "brain->image": {...},

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from braindecode_kit.evaluate import (
+    binomial_ci,
     percentile_rank,
     percentile_ranks,
     retrieval_accuracy,
@@ -46,8 +47,22 @@ def test_hand_computed_directions():
 
 def test_single_draw_binomial_ci():
     res = retrieval_accuracy(PRED, TARGET, n_candidates=None)
-    half = 1.96 * math.sqrt((2 / 3) * (1 / 3) / 3)
-    assert res["ci"] == [pytest.approx(max(0, 2 / 3 - half)), pytest.approx(min(1, 2 / 3 + half))]
+    # Wilson by hand: centre (p + z^2/2n) / (1 + z^2/n), half z/(1 + z^2/n) sqrt(p q/n + z^2/4n^2)
+    z2, n, p = 1.96 ** 2, 3, 2 / 3
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = 1.96 / (1 + z2 / n) * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
+    assert res["ci"] == [pytest.approx(centre - half), pytest.approx(centre + half)]
+
+
+def test_wilson_interval_by_hand():
+    # p = 1: the interval is [n / (n + z^2), 1], not the normal approximation's [1, 1]
+    assert binomial_ci(1.0, 300) == pytest.approx([300 / (300 + 1.96 ** 2), 1.0])
+    assert binomial_ci(0.0, 300) == pytest.approx([0.0, 1.96 ** 2 / (300 + 1.96 ** 2)])
+    lo, hi = binomial_ci(0.5, 100)  # symmetric about 1/2, narrower than +-0.098 of Wald
+    assert lo == pytest.approx(1 - hi) and hi - lo < 2 * 0.098 and hi == pytest.approx(0.5962, abs=1e-4)
+    for bad in [(1.2, 10), (0.5, 0)]:
+        with pytest.raises(ValueError, match="0 <= p <= 1 and n >= 1"):
+            binomial_ci(*bad)
 
 
 def test_ties_count_as_failures():
