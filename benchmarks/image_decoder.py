@@ -43,6 +43,8 @@ def scores(embedder, world, seen, feats, readings, rec) -> dict:
     for attr in readings:
         out[f"{attr}_agreement"] = float(per[f"{attr}_agreement"].mean())
         out[f"{attr}_accuracy"] = float(per[f"{attr}_correct"].mean())
+    if "shape_template" in per:  # the true shape read by template matching, without CLIP
+        out["shape_template"] = float(per["shape_template"].mean())
     out["pixcorr"] = pixcorr(seen, rec)
     out["ssim"] = ssim(seen, rec)
     return out
@@ -88,7 +90,8 @@ def main() -> None:
             shifted = images[1:] + images[:1]
             chance = scores(emb, world, seen, feats, readings, shifted)
             row.update({f"chance_{k}": round(v, 4) for k, v in chance.items()
-                        if k in ("shape_agreement", "colour_agreement", "pixcorr", "ssim")})
+                        if k in ("shape_agreement", "colour_agreement", "shape_template",
+                                 "pixcorr", "ssim")})
             rows.append(row)
             print(json.dumps(row))
     result = {"n": args.n, "world_seed": args.seed, "noise": args.noise,

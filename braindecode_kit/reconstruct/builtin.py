@@ -401,6 +401,8 @@ def ceiling_figures(module, config: dict[str, Any], world, images: np.ndarray,
         out[f"{attr}_accuracy"] = float(per[f"{attr}_correct"].mean())
         out[f"{attr}_accuracy_seen"] = seen["accuracy"]
         out[f"{attr}_chance"] = seen["chance"]
+    if "shape_template" in per:  # the true shape read without CLIP
+        out["shape_template"] = float(per["shape_template"].mean())
     out["pixcorr"] = pixcorr(images, rec)
     out["ssim"] = ssim(images, rec)
     return out

@@ -3,6 +3,14 @@ CLIP's 2-way identification, and whether the largest object's shape and colour, 
 zero-shot by the built-in CLIP, are the same in the reconstruction as in the seen image
 (and as the world's truth). Shared by the reconstruct stage, the generator's training
 figures and ``benchmarks/image_decoder.py``.
+
+:func:`template_shapes` reads the largest object's shape a second way, without CLIP: the
+world's truth gives the object's centre, size, angle and colour, and the reading is the
+shape whose rendered silhouette at that geometry best overlaps (IoU) the pixels of the
+object's colour around it. A generator trained to please the built-in CLIP (a CLIP loss
+on its outputs) can draw streaks that CLIP reads as a diamond; this reader does not, and
+the two readings side by side show it (measured: a CLIP-loss fine-tune raised the CLIP
+shape agreement 0.30 -> 0.68 and left the template reading at 0.34 -> 0.36).
 """
 
 from __future__ import annotations
@@ -11,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["seen_readings", "world_scores"]
+__all__ = ["seen_readings", "template_shapes", "world_scores"]
 
 #: the attributes read zero-shot (the world's columns of the largest object)
 ATTRIBUTES = ("shape", "colour")
@@ -49,7 +57,9 @@ def world_scores(embedder, stimuli, reconstructions: Any, seen_features: np.ndar
     dict of str to ndarray (n,)
         ``builtin_clip_2way`` (each reconstruction's share of other seen images it is told
         apart from), ``<attr>_agreement`` (1 when the reconstruction reads as the seen
-        image does) and ``<attr>_correct`` (1 when it reads as the world's truth).
+        image does) and ``<attr>_correct`` (1 when it reads as the world's truth); for
+        built-in world stimuli also ``shape_template`` (1 when :func:`template_shapes`,
+        which needs no CLIP, reads the world's true shape in the reconstruction).
     """
     from ..embed.zeroshot import zero_shot_attributes
     from ..evaluate.retrieval import two_way_identification
@@ -65,4 +75,87 @@ def world_scores(embedder, stimuli, reconstructions: Any, seen_features: np.ndar
         out[f"{attr}_agreement"] = (got == seen_pred).astype(float)
         out[f"{attr}_correct"] = (got == stimuli.attributes[attr].astype(str).to_numpy()
                                   ).astype(float)
+    if "shape" in stimuli.attributes.columns and _is_world(stimuli):
+        out["shape_template"] = (template_shapes(stimuli, reconstructions)
+                                 == stimuli.attributes["shape"].astype(str).to_numpy()
+                                 ).astype(float)
     return out
+
+
+def _is_world(stimuli) -> bool:
+    import re
+
+    return all(re.fullmatch(r"w\d+-\d+", str(i)) for i in stimuli.ids)
+
+
+def _scenes(stimuli) -> list:
+    """The world scene of each stimulus (ids ``w{seed}-{index}``, as make_world writes them)."""
+    import re
+
+    from ..simulate.world import sample_scene
+
+    scenes = []
+    for sid in stimuli.ids:
+        m = re.fullmatch(r"w(\d+)-(\d+)", str(sid))
+        if m is None:
+            raise ValueError(
+                f"template_shapes reads built-in world images (ids 'w<seed>-<index>' from "
+                f"make_world), but got stimulus id {sid!r}.")
+        scenes.append(sample_scene(int(m.group(1)), int(m.group(2))))
+    return scenes
+
+
+def template_shapes(stimuli, images: Any, colour_tolerance: float = 70.0) -> np.ndarray:
+    """The largest object's shape in each image, read by template matching (no CLIP).
+
+    For stimulus ``i`` of the built-in world, the pixels within 1.5 object radii of the
+    largest object's true centre whose colour is within ``colour_tolerance`` (RGB
+    distance) of its true colour form a mask; the reading is the shape of
+    :data:`~braindecode_kit.simulate.world.SHAPES` whose silhouette, drawn at the object's
+    true centre, radius and angle, has the highest IoU with that mask. A seen image reads
+    as its truth (tested); a reconstruction reads as the truth only when it draws an object
+    of that shape, colour and place.
+
+    Parameters
+    ----------
+    stimuli : StimulusSet
+        Built-in world stimuli (:func:`~braindecode_kit.simulate.make_world`).
+    images : list of PIL images | uint8 array (n, H, W, 3)
+        One image per stimulus, in ``stimuli.ids`` order, at the world's resolution or any
+        other (the geometry is relative).
+    colour_tolerance : float
+        Largest RGB distance of a pixel counted as the object's.
+
+    Returns
+    -------
+    ndarray of str, shape (n,)
+    """
+    import dataclasses
+
+    from ..simulate.world import SHAPES, Scene, render_scene
+
+    arr = np.stack([np.asarray(im.convert("RGB") if hasattr(im, "convert") else im)
+                    for im in images])
+    if arr.ndim != 4 or arr.shape[-1] != 3 or len(arr) != len(stimuli.ids):
+        raise ValueError(
+            f"images must be {len(stimuli.ids)} RGB images (one per stimulus), got an array "
+            f"of shape {arr.shape}.")
+    size = arr.shape[1]
+    yy, xx = np.mgrid[:size, :size]
+    out = []
+    for img, scene in zip(arr.astype(np.float64), _scenes(stimuli)):
+        obj = scene.objects[0]
+        window = np.hypot(xx - obj.cx * size, yy - obj.cy * size) < 1.5 * obj.radius * size
+        mask = window & (np.linalg.norm(img - np.asarray(obj.rgb, float), axis=-1)
+                         < colour_tolerance)
+        best, best_iou = SHAPES[0], -1.0
+        for shape in SHAPES:
+            silhouette = Scene(objects=(dataclasses.replace(obj, shape=shape, rgb=(255,) * 3),),
+                               background="black", texture="plain", bg_rgb=(0, 0, 0),
+                               texture_phase=0.0, texture_angle=0)
+            sil = np.asarray(render_scene(silhouette, size=size)).mean(-1) > 127
+            iou = float((sil & mask).sum()) / max(float((sil | mask).sum()), 1.0)
+            if iou > best_iou:
+                best, best_iou = shape, iou
+        out.append(best)
+    return np.asarray(out)

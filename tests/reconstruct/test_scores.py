@@ -18,7 +18,8 @@ def test_the_seen_images_score_perfectly_and_shuffled_ones_do_not():
     assert set(readings) == {"shape", "colour"}
     same = world_scores(emb, world, seen, feats, readings)
     assert set(same) == {"builtin_clip_2way", "shape_agreement", "colour_agreement",
-                         "shape_correct", "colour_correct"}
+                         "shape_correct", "colour_correct", "shape_template"}
+    np.testing.assert_array_equal(same["shape_template"], 1.0)
     assert all(len(v) == 24 for v in same.values())
     np.testing.assert_array_equal(same["builtin_clip_2way"], 1.0)
     np.testing.assert_array_equal(same["shape_agreement"], 1.0)
@@ -28,3 +29,39 @@ def test_the_seen_images_score_perfectly_and_shuffled_ones_do_not():
     shuffled = world_scores(emb, world, np.roll(seen, 1, axis=0), feats)  # readings made here
     assert shuffled["builtin_clip_2way"].mean() < 0.75
     assert shuffled["colour_agreement"].mean() < 0.5
+    assert shuffled["shape_template"].mean() < 0.5
+
+
+def test_template_shapes_read_the_truth_from_seen_images_and_not_from_others():
+    from braindecode_kit.reconstruct.scores import template_shapes
+
+    world = make_world(120, seed=4)
+    seen = world.to_array()
+    truth = world.attributes["shape"].to_numpy()
+    np.testing.assert_array_equal(template_shapes(world, seen), truth)
+    # the same at twice the resolution (the geometry is relative)
+    big = make_world(30, seed=4, size=128)
+    np.testing.assert_array_equal(template_shapes(big, big.to_array()), truth[:30])
+    # another image's pixels (other object, other place) rarely read as this truth
+    wrong = template_shapes(world, np.roll(seen, 1, axis=0))
+    assert np.mean(wrong == truth) < 0.35
+    # a blank image names some shape, right only by chance
+    blank = np.full_like(seen, 128)
+    assert np.mean(template_shapes(world, blank) == truth) < 0.35
+
+
+def test_template_shapes_refuse_non_world_stimuli_and_bad_images(tmp_path):
+    import pytest
+    from PIL import Image
+
+    from braindecode_kit.reconstruct.scores import template_shapes
+    from braindecode_kit.stimuli import StimulusSet
+
+    world = make_world(3, seed=4)
+    with pytest.raises(ValueError, match=r"3 RGB images .* shape \(2, 64, 64, 3\)"):
+        template_shapes(world, world.to_array()[:2])
+    for name, img in zip(["cat", "dog", "owl"], world.to_array()):
+        Image.fromarray(img).save(tmp_path / f"{name}.png")
+    photos = StimulusSet.from_folder(tmp_path)
+    with pytest.raises(ValueError, match="built-in world images .* 'cat'"):
+        template_shapes(photos, photos.to_array())
