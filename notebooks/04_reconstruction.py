@@ -106,7 +106,8 @@ agreement
 # A reading by the same CLIP that the embeddings come from can be pleased by patterns only
 # CLIP sees (a generator trained with a CLIP loss draws streaks that CLIP reads as a
 # diamond). `template_shapes` reads the shape without CLIP: the silhouette, drawn at the
-# object's true place, size and angle, that best overlaps the pixels of its colour. It reads
+# object's true place, size and angle, that best overlaps what differs from the background
+# there ("none" when nothing is drawn). It reads
 # every seen image right; on reconstructions it says whether the right shape was drawn.
 
 # %%

@@ -45,9 +45,10 @@ def test_template_shapes_read_the_truth_from_seen_images_and_not_from_others():
     # another image's pixels (other object, other place) rarely read as this truth
     wrong = template_shapes(world, np.roll(seen, 1, axis=0))
     assert np.mean(wrong == truth) < 0.35
-    # a blank image names some shape, right only by chance
-    blank = np.full_like(seen, 128)
-    assert np.mean(template_shapes(world, blank) == truth) < 0.35
+    # nothing drawn where the object is: "none"
+    blank = np.stack([np.broadcast_to(np.asarray(world.to_array()[i, 0, 0]), seen.shape[1:])
+                      for i in range(len(seen))])  # each image's own corner colour
+    assert np.mean(template_shapes(world, blank) == "none") > 0.9
 
 
 def test_template_shapes_refuse_non_world_stimuli_and_bad_images(tmp_path):
