@@ -5,11 +5,11 @@ zero-shot by the built-in CLIP, are the same in the reconstruction as in the see
 figures and ``benchmarks/image_decoder.py``.
 
 :func:`template_shapes` reads the largest object's shape a second way, without CLIP: the
-world's truth gives the object's centre, size, angle and colour, and the reading is the
-shape whose rendered silhouette at that geometry best overlaps (IoU) the pixels around
-it that differ from the background (or "none" when nothing is drawn there). A generator trained to please the built-in CLIP (a CLIP loss
-on its outputs) can draw streaks that CLIP reads as a diamond; this reader does not, and
-the two readings side by side show it (measured: a CLIP-loss fine-tune raised the CLIP
+world's truth gives the object's centre, size and angle, and the reading is the shape
+whose rendered silhouette at that geometry best overlaps (IoU) the pixels around it that
+differ from the background (or "none" when nothing is drawn there). A generator trained
+to please the built-in CLIP (a CLIP loss on its outputs) can draw streaks that CLIP reads
+as a diamond; this reader does not, and the two readings side by side show it (measured: a CLIP-loss fine-tune raised the CLIP
 shape agreement 0.30 -> 0.68-0.77 and the template reading only 0.22 -> 0.20-0.31).
 """
 
