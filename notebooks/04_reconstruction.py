@@ -106,16 +106,19 @@ agreement
 # A reading by the same CLIP that the embeddings come from can be pleased by patterns only
 # CLIP sees (a generator trained with a CLIP loss draws streaks that CLIP reads as a
 # diamond). `template_shapes` reads the shape without CLIP: the silhouette, drawn at the
-# object's true place, size and angle, that best overlaps what differs from the background
-# there ("none" when nothing is drawn). It reads
-# every seen image right; on reconstructions it says whether the right shape was drawn.
+# object's true place, size and angle, that best overlaps what differs from the image's
+# own background there ("none" when nothing is drawn). It reads every seen image right; on
+# reconstructions it says whether the right shape was drawn. Both readings are compared
+# with the world's truth here:
 
 # %%
 truth = world.attributes["shape"].to_numpy()
+clip_read = np.asarray(zero_shot_attributes(clip, world, "shape", image_features=f_rec)
+                       ["predictions"])
 {"template reading of the seen images": float(np.mean(template_shapes(world, seen) == truth)),
  "template reading of the reconstructions": float(
      np.mean(template_shapes(world, images) == truth)),
- "CLIP reading of the reconstructions (agreement)": agreement["shape"]}
+ "CLIP reading of the reconstructions": float(np.mean(clip_read == truth))}
 
 # %% [markdown]
 # ## 3. Imperfect embeddings

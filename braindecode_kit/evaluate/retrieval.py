@@ -134,9 +134,11 @@ def binomial_ci(p: float, n: int, z: float = 1.96) -> list[float]:
     >>> [round(v, 4) for v in binomial_ci(0.5, 100)]
     [0.4038, 0.5962]
     """
-    if not 0.0 <= float(p) <= 1.0 or int(n) < 1:
-        raise ValueError(f"binomial_ci needs 0 <= p <= 1 and n >= 1, got p={p!r}, n={n!r}.")
-    p, n = float(p), int(n)
+    if (not 0.0 <= float(p) <= 1.0 or isinstance(n, bool) or int(n) != n or int(n) < 1
+            or not float(z) > 0):
+        raise ValueError(f"binomial_ci needs 0 <= p <= 1, an integer n >= 1 and z > 0, got "
+                         f"p={p!r}, n={n!r}, z={z!r}.")
+    p, n, z = float(p), int(n), float(z)
     z2 = z * z
     centre = (p + z2 / (2 * n)) / (1 + z2 / n)
     half = z / (1 + z2 / n) * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))

@@ -59,9 +59,10 @@ def test_wilson_interval_by_hand():
     assert binomial_ci(1.0, 300) == pytest.approx([300 / (300 + 1.96 ** 2), 1.0])
     assert binomial_ci(0.0, 300) == pytest.approx([0.0, 1.96 ** 2 / (300 + 1.96 ** 2)])
     lo, hi = binomial_ci(0.5, 100)  # symmetric about 1/2, narrower than +-0.098 of Wald
-    assert lo == pytest.approx(1 - hi) and hi - lo < 2 * 0.098 and hi == pytest.approx(0.5962, abs=1e-4)
-    for bad in [(1.2, 10), (0.5, 0)]:
-        with pytest.raises(ValueError, match="0 <= p <= 1 and n >= 1"):
+    assert lo == pytest.approx(1 - hi) and hi - lo < 2 * 0.098
+    assert hi == pytest.approx(0.5962, abs=1e-4)
+    for bad in [(1.2, 10), (0.5, 0), (0.5, 10.5), (0.5, 10, -1.96)]:
+        with pytest.raises(ValueError, match="0 <= p <= 1, an integer n >= 1 and z > 0"):
             binomial_ci(*bad)
 
 

@@ -42,9 +42,18 @@ def test_template_shapes_read_the_truth_from_seen_images_and_not_from_others():
     # the same at twice the resolution (the geometry is relative)
     big = make_world(30, seed=4, size=128)
     np.testing.assert_array_equal(template_shapes(big, big.to_array()), truth[:30])
-    # another image's pixels (other object, other place) rarely read as this truth
+    # another image's pixels (other object, other place, other background) rarely read as
+    # this truth: the background is the image's own, so a wrong one is not an object
     wrong = template_shapes(world, np.roll(seen, 1, axis=0))
-    assert np.mean(wrong == truth) < 0.35
+    assert np.mean(wrong == truth) < 0.1
+    # the right object on another background colour still reads right
+    recoloured = seen.copy()
+    for img in recoloured:
+        corner = img[0, 0].astype(int)
+        near = np.abs(img.astype(int) - corner).sum(-1) < 12  # the plain background pixels
+        img[near] = 255 - img[0, 0]
+    plain = world.attributes["texture"].to_numpy() == "plain"
+    np.testing.assert_array_equal(template_shapes(world, recoloured)[plain], truth[plain])
     # nothing drawn where the object is: "none"
     blank = np.stack([np.broadcast_to(np.asarray(world.to_array()[i, 0, 0]), seen.shape[1:])
                       for i in range(len(seen))])  # each image's own corner colour
@@ -59,8 +68,12 @@ def test_template_shapes_refuse_non_world_stimuli_and_bad_images(tmp_path):
     from braindecode_kit.stimuli import StimulusSet
 
     world = make_world(3, seed=4)
-    with pytest.raises(ValueError, match=r"3 RGB images .* shape \(2, 64, 64, 3\)"):
+    with pytest.raises(ValueError, match=r"3 square uint8 RGB images .* got 2 of shape"):
         template_shapes(world, world.to_array()[:2])
+    with pytest.raises(ValueError, match=r"square uint8 .* \[\(64, 48, 3\)\]"):
+        template_shapes(world, world.to_array()[:, :, :48])
+    with pytest.raises(ValueError, match=r"dtype\(s\) \['float64'\]"):
+        template_shapes(world, world.to_array() / 255.0)
     for name, img in zip(["cat", "dog", "owl"], world.to_array()):
         Image.fromarray(img).save(tmp_path / f"{name}.png")
     photos = StimulusSet.from_folder(tmp_path)
