@@ -54,6 +54,12 @@ def test_every_route_is_generated_and_scored(run):
         assert e["alexnet_2"] is None and "weights" in e["alexnet_2_unavailable"]
         assert e["fid"] is None and "n > d" in e["fid_unavailable"]
     assert m["chance"]["builtin_clip_2way"] == 0.5
+    # the paired difference is a mean of per-image differences, centred on it, not clipped
+    # to [0, 1] like the routes' own scores (it may be negative)
+    diff = m["decoder_minus_ridge"]
+    lo, hi = diff["builtin_clip_2way_ci"]
+    assert lo < diff["builtin_clip_2way"] < hi
+    assert diff["builtin_clip_2way"] == pytest.approx((lo + hi) / 2)
     assert "no blend" in m["scored"]
     folder = out / "reconstructions"
     for route in ("ceiling", "decoder", "decoder_lowlevel", "ridge"):

@@ -155,16 +155,19 @@ def generate_kind(ctx: RunContext, kind: str, settings, reconstructor=None,
 
 
 # --------------------------------------------------------------------------- scoring
-def _ci(values: np.ndarray) -> list[float]:
-    """95% CI of a per-image mean: the Wilson interval for 0/1 scores (agreements,
-    readings), the normal interval (clipped to [0, 1]) for graded ones (2-way)."""
+def _ci(values: np.ndarray, bounded: bool = True) -> list[float]:
+    """95% CI of a per-image mean. ``bounded`` (a score in [0, 1]): the Wilson interval
+    for 0/1 scores (agreements, readings), the normal interval clipped to [0, 1] for graded
+    ones (2-way); otherwise (a paired difference, which can be negative) the plain normal
+    interval."""
     from ...evaluate import binomial_ci
 
     values = np.asarray(values, float)
-    if np.isin(values, (0.0, 1.0)).all():
+    if bounded and np.isin(values, (0.0, 1.0)).all():
         return binomial_ci(float(values.mean()), len(values))
     m, se = float(np.mean(values)), float(np.std(values, ddof=1) / np.sqrt(len(values)))
-    return [max(0.0, m - 1.96 * se), min(1.0, m + 1.96 * se)]
+    lo, hi = m - 1.96 * se, m + 1.96 * se
+    return [max(0.0, lo), min(1.0, hi)] if bounded else [lo, hi]
 
 
 def score_kind(ctx: RunContext, kind: str, done: dict[str, Any], settings) -> dict[str, Any]:
@@ -260,7 +263,7 @@ def score_kind(ctx: RunContext, kind: str, done: dict[str, Any], settings) -> di
         if ours in items and "ridge" in items:
             d = items[ours]["builtin_clip_2way"] - items["ridge"]["builtin_clip_2way"]
             out[f"{ours}_minus_ridge"] = {"builtin_clip_2way": float(d.mean()),
-                                          "builtin_clip_2way_ci": _ci(d)}
+                                          "builtin_clip_2way_ci": _ci(d, bounded=False)}
     if "ceiling" in out and "decoder" in out:
         out["decoder_over_ceiling"] = out["decoder"]["builtin_clip_2way"] / max(
             out["ceiling"]["builtin_clip_2way"], 1e-9)
