@@ -24,9 +24,11 @@ import numpy as np
 
 
 def _top1(pred: np.ndarray, truth: np.ndarray) -> float:
-    p = pred / np.linalg.norm(pred, axis=1, keepdims=True)
-    t = truth / np.linalg.norm(truth, axis=1, keepdims=True)
-    return float(((p @ t.T).argmax(1) == np.arange(len(t))).mean())
+    """All-way brain->image top-1 (every held-out image a candidate)."""
+    from braindecode_kit.evaluate import retrieval_accuracy
+
+    return float(retrieval_accuracy(pred, truth, n_candidates=None,
+                                    direction="brain->image")["top1"])
 
 
 def run(run_dir: str, config: str | None = None, members: int = 4) -> list[dict]:

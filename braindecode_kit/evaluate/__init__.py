@@ -12,6 +12,7 @@ from .._lazy import attach
 # public name -> submodule that defines it
 _LAZY = {
     "binomial_ci": "retrieval",
+    "draw_ci": "retrieval",
     "percentile_rank": "retrieval",
     "percentile_ranks": "retrieval",
     "retrieval_accuracy": "retrieval",
@@ -31,6 +32,7 @@ __all__ = [
     "Report",
     "binomial_ci",
     "correlation_distance",
+    "draw_ci",
     "frechet_distance",
     "image_metrics",
     "network_features",
@@ -55,6 +57,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .report import Report
     from .retrieval import (
         binomial_ci,
+        draw_ci,
         percentile_rank,
         percentile_ranks,
         retrieval_accuracy,

@@ -14,8 +14,8 @@ import numpy as np
 
 from .._checks import check_finite, check_option
 
-__all__ = ["DIRECTIONS", "binomial_ci", "percentile_rank", "percentile_ranks", "retrieval_accuracy",
-           "row_cosine", "two_way_identification"]
+__all__ = ["DIRECTIONS", "binomial_ci", "draw_ci", "percentile_rank", "percentile_ranks",
+           "retrieval_accuracy", "row_cosine", "two_way_identification"]
 
 DIRECTIONS = ("brain->image", "image->brain", "both")
 
@@ -145,12 +145,19 @@ def binomial_ci(p: float, n: int, z: float = 1.96) -> list[float]:
     return [max(0.0, centre - half), min(1.0, centre + half)]
 
 
-def _ci(draws: np.ndarray, n_candidates: int) -> list[float]:
+def draw_ci(draws: Any, n_candidates: int) -> list[float]:
+    """95% CI of a retrieval score from its candidate draws.
+
+    Several draws: the normal interval over draws, ``mean ± 1.96 * std(ddof=1) /
+    sqrt(n_draws)``, clipped to [0, 1] (MindEye2's protocol). One draw: the score is a
+    proportion over ``n_candidates`` identifications, with its Wilson interval
+    (:func:`binomial_ci`).
+    """
+    draws = np.asarray(draws, dtype=float).ravel()
     mean = float(draws.mean())
     if len(draws) > 1:
         half = 1.96 * float(draws.std(ddof=1)) / math.sqrt(len(draws))
         return [max(0.0, mean - half), min(1.0, mean + half)]
-    # one draw: a proportion over the candidates
     return binomial_ci(mean, n_candidates)
 
 
@@ -198,9 +205,9 @@ def retrieval_accuracy(
     dict
         For one direction: ``top1`` (mean over draws), ``ci`` (95% normal interval
         ``mean ± 1.96 * std(ddof=1) / sqrt(n_draws)``, clipped to [0, 1]; with a single
-        draw the Wilson score interval of the proportion over ``n_candidates``,
-        :func:`binomial_ci`), ``draws`` (per-draw top-1), ``chance`` (``k / n_candidates``; ``1 /
-        n_candidates`` for top-1 is ``chance_top1``), ``n_candidates``, ``n_draws`` (as
+        draw the Wilson score interval of the proportion over ``n_candidates``; see
+        :func:`draw_ci`), ``draws`` (per-draw top-1), ``chance`` (``k / n_candidates``;
+        ``1 / n_candidates`` for top-1 is ``chance_top1``), ``n_candidates``, ``n_draws`` (as
         made), ``direction`` and, for ``k > 1``, ``k``, ``topk``, ``topk_ci`` and
         ``topk_draws``. For ``"both"``: ``{"direction": "both", "brain->image": {...},
         "image->brain": {...}, "chance", "n_candidates", "n_draws"}``.
@@ -254,7 +261,7 @@ def retrieval_accuracy(
     for d in dirs:
         res: dict[str, Any] = {
             "top1": float(hits1[d].mean()),
-            "ci": _ci(hits1[d], n_candidates),
+            "ci": draw_ci(hits1[d], n_candidates),
             "draws": hits1[d].tolist(),
             "chance": k / n_candidates,
             "chance_top1": 1 / n_candidates,
@@ -265,7 +272,7 @@ def retrieval_accuracy(
         }
         if k > 1:
             res["topk"] = float(hitsk[d].mean())
-            res["topk_ci"] = _ci(hitsk[d], n_candidates)
+            res["topk_ci"] = draw_ci(hitsk[d], n_candidates)
             res["topk_draws"] = hitsk[d].tolist()
         results[d] = res
     if direction != "both":

@@ -9,17 +9,22 @@ world's truth gives the object's centre, size and angle, and the reading is the 
 whose rendered silhouette at that geometry best overlaps (IoU) the pixels around it that
 differ from the background (or "none" when nothing is drawn there). A generator trained
 to please the built-in CLIP (a CLIP loss on its outputs) can draw streaks that CLIP reads
-as a diamond; this reader does not, and the two readings side by side show it (measured: a CLIP-loss fine-tune raised the CLIP
-shape agreement 0.30 -> 0.68-0.79 and the template reading only 0.28 -> 0.27-0.42).
+as a diamond; this reader does not, and the two readings side by side show it (measured: a
+CLIP-loss fine-tune raised the CLIP shape agreement 0.30 -> 0.68-0.79 and the template
+reading only 0.28 -> 0.27-0.42).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
 
 __all__ = ["seen_readings", "template_shapes", "world_scores"]
+
+#: a built-in world stimulus id, ``w{seed}-{index}`` as make_world writes them
+_WORLD_ID = re.compile(r"w(\d+)-(\d+)")
 
 #: the attributes read zero-shot (the world's columns of the largest object)
 ATTRIBUTES = ("shape", "colour")
@@ -83,20 +88,16 @@ def world_scores(embedder, stimuli, reconstructions: Any, seen_features: np.ndar
 
 
 def _is_world(stimuli) -> bool:
-    import re
-
-    return all(re.fullmatch(r"w\d+-\d+", str(i)) for i in stimuli.ids)
+    return all(_WORLD_ID.fullmatch(str(i)) for i in stimuli.ids)
 
 
 def _scenes(stimuli) -> list:
     """The world scene of each stimulus (ids ``w{seed}-{index}``, as make_world writes them)."""
-    import re
-
     from ..simulate.world import sample_scene
 
     scenes = []
     for sid in stimuli.ids:
-        m = re.fullmatch(r"w(\d+)-(\d+)", str(sid))
+        m = _WORLD_ID.fullmatch(str(sid))
         if m is None:
             raise ValueError(
                 f"template_shapes reads built-in world images (ids 'w<seed>-<index>' from "

@@ -232,19 +232,14 @@ def pool_over_subjects(results: list[dict[str, Any]]) -> dict[str, Any]:
     Several draws: the mean over subjects per draw, then mean and 95% normal CI over
     draws (MindEye2's protocol). A single draw (the test set is exactly ``n_candidates``
     images, so every draw would be the same): the pooled top-1 is a proportion over
-    ``n_subjects * n_candidates`` identifications, with its Wilson score interval
-    (:func:`~braindecode_kit.evaluate.binomial_ci`).
+    ``n_subjects * n_candidates`` identifications, with its Wilson score interval (both:
+    :func:`~braindecode_kit.evaluate.draw_ci`).
     """
-    from ...evaluate import binomial_ci
+    from ...evaluate import draw_ci
 
     draws = np.mean([r["draws"] for r in results], axis=0)
-    mean = float(draws.mean())
-    if len(draws) > 1:
-        half = 1.96 * float(draws.std(ddof=1)) / np.sqrt(len(draws))
-        ci = [max(0.0, mean - half), min(1.0, mean + half)]
-    else:
-        ci = binomial_ci(mean, sum(int(r["n_candidates"]) for r in results))
-    return {"top1": mean, "ci": ci,
+    ci = draw_ci(draws, sum(int(r["n_candidates"]) for r in results))
+    return {"top1": float(draws.mean()), "ci": ci,
             "draws": draws.tolist(), "chance": results[0]["chance"], "n_subjects": len(results)}
 
 
