@@ -30,24 +30,14 @@ from pathlib import Path
 import numpy as np
 
 from braindecode_kit.embed import Embedder
-from braindecode_kit.evaluate.image_metrics import pixcorr, ssim
 from braindecode_kit.reconstruct import Reconstructor
-from braindecode_kit.reconstruct.scores import seen_readings, world_scores
+from braindecode_kit.reconstruct.scores import seen_readings, summary_scores
 from braindecode_kit.simulate import make_world
 from braindecode_kit.simulate.world import TRAINING_SEED_START
 
 
 def scores(embedder, world, seen, feats, readings, rec) -> dict:
-    per = world_scores(embedder, world, rec, feats, readings)
-    out = {"builtin_clip_2way": float(per["builtin_clip_2way"].mean())}
-    for attr in readings:
-        out[f"{attr}_agreement"] = float(per[f"{attr}_agreement"].mean())
-        out[f"{attr}_accuracy"] = float(per[f"{attr}_correct"].mean())
-    if "shape_template" in per:  # the true shape read by template matching, without CLIP
-        out["shape_template"] = float(per["shape_template"].mean())
-    out["pixcorr"] = pixcorr(seen, rec)
-    out["ssim"] = ssim(seen, rec)
-    return out
+    return summary_scores(embedder, world, seen, rec, feats, readings)
 
 
 def main() -> None:

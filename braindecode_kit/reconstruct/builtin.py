@@ -387,24 +387,16 @@ def ceiling_figures(module, config: dict[str, Any], world, images: np.ndarray,
     reconstructions, shape and colour agreement (zero-shot readings of the reconstruction vs
     of the seen image, and vs the truth), PixCorr and SSIM."""
     from ..embed.zeroshot import zero_shot_attributes
-    from ..evaluate.image_metrics import pixcorr, ssim
-    from .scores import world_scores
+    from .scores import summary_scores
 
     rec = denoise(module, config, embeddings, [seed * 1_000_003 + i for i in range(len(images))],
                   **settings)
-    per = world_scores(embedder, world, rec, embeddings)
     out: dict[str, Any] = {"n": len(images),
-                           "builtin_clip_2way": float(per["builtin_clip_2way"].mean())}
+                           **summary_scores(embedder, world, images, rec, embeddings)}
     for attr in ("shape", "colour"):
         seen = zero_shot_attributes(embedder, world, attr, image_features=embeddings)
-        out[f"{attr}_agreement"] = float(per[f"{attr}_agreement"].mean())
-        out[f"{attr}_accuracy"] = float(per[f"{attr}_correct"].mean())
         out[f"{attr}_accuracy_seen"] = seen["accuracy"]
         out[f"{attr}_chance"] = seen["chance"]
-    if "shape_template" in per:  # the true shape read without CLIP
-        out["shape_template"] = float(per["shape_template"].mean())
-    out["pixcorr"] = pixcorr(images, rec)
-    out["ssim"] = ssim(images, rec)
     return out
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["seen_readings", "template_shapes", "world_scores"]
+__all__ = ["seen_readings", "summary_scores", "template_shapes", "world_scores"]
 
 #: a built-in world stimulus id, ``w{seed}-{index}`` as make_world writes them
 _WORLD_ID = re.compile(r"w(\d+)-(\d+)")
@@ -84,6 +84,28 @@ def world_scores(embedder, stimuli, reconstructions: Any, seen_features: np.ndar
         out["shape_template"] = (template_shapes(stimuli, reconstructions)
                                  == stimuli.attributes["shape"].astype(str).to_numpy()
                                  ).astype(float)
+    return out
+
+
+def summary_scores(embedder, stimuli, seen: np.ndarray, reconstructions: Any,
+                   seen_features: np.ndarray,
+                   readings: dict[str, np.ndarray] | None = None) -> dict[str, float]:
+    """The means of :func:`world_scores` (``builtin_clip_2way``, ``<attr>_agreement``,
+    ``<attr>_accuracy`` = the mean of ``<attr>_correct``, ``shape_template`` for world
+    stimuli) with PixCorr and SSIM of ``reconstructions`` against the ``seen`` uint8 images:
+    the generator's ceiling figures and its benchmark rows."""
+    from ..evaluate.image_metrics import pixcorr, ssim
+
+    per = world_scores(embedder, stimuli, reconstructions, seen_features, readings)
+    out = {"builtin_clip_2way": float(per["builtin_clip_2way"].mean())}
+    for key, values in per.items():
+        attr, _, what = key.rpartition("_")
+        if what in ("agreement", "correct") and attr in ATTRIBUTES:
+            out[f"{attr}_{'accuracy' if what == 'correct' else what}"] = float(values.mean())
+    if "shape_template" in per:  # the true shape read without CLIP
+        out["shape_template"] = float(per["shape_template"].mean())
+    out["pixcorr"] = pixcorr(seen, reconstructions)
+    out["ssim"] = ssim(seen, reconstructions)
     return out
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from braindecode_kit.embed import Embedder
-from braindecode_kit.reconstruct.scores import seen_readings, world_scores
+from braindecode_kit.reconstruct.scores import seen_readings, summary_scores, world_scores
 from braindecode_kit.simulate import make_world
 
 
@@ -30,6 +30,17 @@ def test_the_seen_images_score_perfectly_and_shuffled_ones_do_not():
     assert shuffled["builtin_clip_2way"].mean() < 0.75
     assert shuffled["colour_agreement"].mean() < 0.5
     assert shuffled["shape_template"].mean() < 0.5
+    # the means, with PixCorr and SSIM: what the ceiling and the benchmark report
+    rolled = np.roll(seen, 1, axis=0)
+    summary = summary_scores(emb, world, seen, rolled, feats, readings)
+    assert set(summary) == {"builtin_clip_2way", "shape_agreement", "colour_agreement",
+                            "shape_accuracy", "colour_accuracy", "shape_template", "pixcorr",
+                            "ssim"}
+    for key in ("builtin_clip_2way", "shape_agreement", "shape_template"):
+        assert summary[key] == shuffled[key].mean()
+    assert summary["colour_accuracy"] == shuffled["colour_correct"].mean()
+    assert summary["ssim"] < 0.9 and summary["pixcorr"] < 0.5
+    assert summary_scores(emb, world, seen, seen, feats)["ssim"] == 1.0
 
 
 def test_template_shapes_read_the_truth_from_seen_images_and_not_from_others():
