@@ -54,6 +54,9 @@ def test_every_route_is_generated_and_scored(run):
         assert e["alexnet_2"] is None and "weights" in e["alexnet_2_unavailable"]
         assert e["fid"] is None and "n > d" in e["fid_unavailable"]
     assert m["chance"]["builtin_clip_2way"] == 0.5
+    # by construction, so no CI beside it; what the shifted images measured is kept
+    assert "builtin_clip_2way_ci" not in m["chance"]
+    assert 0.0 <= m["chance"]["builtin_clip_2way_measured"] <= 1.0
     # the paired difference is a mean of per-image differences, centred on it, not clipped
     # to [0, 1] like the routes' own scores (it may be negative)
     diff = m["decoder_minus_ridge"]
