@@ -34,6 +34,14 @@ def test_pool_single_draw_gets_a_binomial_ci():
     assert pooled["ci"][0] == pytest.approx(0.3129, abs=1e-4)
 
 
+def test_pool_counts_each_subject_once_with_the_mean_chance():
+    a = {"draws": [0.3], "n_candidates": 300, "chance": 1 / 300}
+    b = {"draws": [0.5], "n_candidates": 200, "chance": 1 / 200}
+    pooled = pool_over_subjects([a, b])
+    assert pooled["top1"] == pytest.approx(0.4)  # not (90 + 100) / 500
+    assert pooled["chance"] == pytest.approx((1 / 300 + 1 / 200) / 2)
+
+
 @pytest.mark.parametrize("fraction, label", [(0.1, "10pct"), (0.25, "25pct"),
                                              (0.05, "5pct"), (0.025, "2.5pct"), (1.0, "100pct"),
                                              (0.07, "7pct")])

@@ -234,13 +234,18 @@ def pool_over_subjects(results: list[dict[str, Any]]) -> dict[str, Any]:
     images, so every draw would be the same): the pooled top-1 is a proportion over
     ``n_subjects * n_candidates`` identifications, with its Wilson score interval (both:
     :func:`~braindecode_kit.evaluate.draw_ci`).
+
+    Each subject counts once (the mean of the subjects' accuracies, as MindEye2 averages
+    its subjects), whatever its number of candidates; the pooled chance is the mean of the
+    subjects' chances (they differ when subjects have different numbers of test images).
     """
     from ...evaluate import draw_ci
 
     draws = np.mean([r["draws"] for r in results], axis=0)
     ci = draw_ci(draws, sum(int(r["n_candidates"]) for r in results))
-    return {"top1": float(draws.mean()), "ci": ci,
-            "draws": draws.tolist(), "chance": results[0]["chance"], "n_subjects": len(results)}
+    return {"top1": float(draws.mean()), "ci": ci, "draws": draws.tolist(),
+            "chance": float(np.mean([r["chance"] for r in results])),
+            "n_subjects": len(results)}
 
 
 def retrieval(pred, target, ctx: RunContext, k: int = 1) -> dict[str, Any]:
