@@ -34,19 +34,21 @@ from braindecode_kit.simulate import make_world
 from braindecode_kit.simulate.world import TRAINING_SEED_START
 
 
-def measure(n: int, seed: int, beams: int, noise: float, meteor: bool,
-            validation: bool = False) -> dict:
-    if validation:
-        seed = TRAINING_SEED_START + 9999
-    else:
-        assert seed < TRAINING_SEED_START, "an evaluation seed: the captioner never saw it"
+def draw(n: int, seed: int) -> tuple:
+    """``(world, embedder, true embeddings)`` of ``n`` world images of ``seed``."""
     world = make_world(n, seed=seed)
     emb = Embedder("builtin")
-    X = emb.encode_images(world)
+    return world, emb, emb.encode_images(world)
+
+
+def measure(world, emb, truth: np.ndarray, seed: int, beams: int, noise: float,
+            meteor: bool) -> dict:
+    """Captions of ``truth`` (the world's true embeddings, noised by ``noise`` from
+    ``seed``) scored against the world's references."""
+    X = truth
     if noise:
         rng = np.random.default_rng(seed)
         X = X + noise * rng.standard_normal(X.shape).astype(np.float32) / np.sqrt(X.shape[1])
-    truth = emb.encode_images(world)
     cosine = float(np.mean(np.sum(X * truth, 1) / np.linalg.norm(X, axis=1)))
     cap = Captioner(num_beams=beams)
     t = time.perf_counter()
@@ -56,23 +58,24 @@ def measure(n: int, seed: int, beams: int, noise: float, meteor: bool,
     metrics = ["bleu1", "bleu4", "rouge_l", "cider_d", "clip_s", "refclip_s", "text_sim"]
     if meteor:
         metrics.append("meteor")
-    m = cap.score(captions, refs, image_embeddings=truth, embedder=emb,
-                  metrics=metrics)
+    m = cap.score(captions, refs, image_embeddings=truth, embedder=emb, metrics=metrics)
     acc = attribute_accuracy(captions, world.attributes)
-    return {"n_images": n, "world_seed": seed, "num_beams": beams, "noise": noise,
+    return {"n_images": len(truth), "world_seed": seed, "num_beams": beams, "noise": noise,
             "cosine_to_truth": cosine,
             "shape_named": acc["shape"], "colour_named": acc["colour"],
             **{k: v for k, v in m.items() if k in metrics or k == "tokenizer"},
-            "captions_per_second": round(n / secs, 1), "examples": captions[:5]}
+            "captions_per_second": round(len(truth) / secs, 1), "examples": captions[:5]}
 
 
 def sweep(n: int, beams: list[int], noises: list[float]) -> list[dict]:
     """Beam widths x embedding noise on the validation world (where settings are chosen)."""
-    print(f"validation world (seed {TRAINING_SEED_START + 9999}), {n} images")
+    seed = TRAINING_SEED_START + 9999
+    print(f"validation world (seed {seed}), {n} images")
+    world, emb, truth = draw(n, seed)
     rows = []
     for noise in noises:
         for b in beams:
-            m = measure(n, 0, b, noise, False, validation=True)
+            m = measure(world, emb, truth, seed, b, noise, False)
             rows.append({k: v for k, v in m.items() if k != "examples"})
             print(f"noise {noise:g} (cosine {m['cosine_to_truth']:.2f}) beams {b}: CIDEr-D "
                   f"{m['cider_d']:.3f} CLIP-S {m['clip_s']:.3f} BLEU-4 {m['bleu4']:.3f} "
@@ -99,12 +102,16 @@ def main() -> None:
     if a.validation:
         sweep(a.n or 600, a.beams or [1, 3, 5, 8], a.noise or [0.0, 0.8, 1.2, 1.6])
         return
+    for name, values in (("--beams", a.beams), ("--noise", a.noise)):
+        if values is not None and len(values) > 1:
+            p.error(f"{name} takes one value without --validation, got {values}")
+    assert a.seed < TRAINING_SEED_START, "an evaluation seed: the captioner never saw it"
     beams = (a.beams or [3])[0]
     noise = (a.noise or [0.8])[0]
-    n = a.n or 1000
-    out = {"true_embeddings": measure(n, a.seed, beams, 0.0, not a.no_meteor)}
+    world, emb, truth = draw(a.n or 1000, a.seed)
+    out = {"true_embeddings": measure(world, emb, truth, a.seed, beams, 0.0, not a.no_meteor)}
     if noise:
-        out[f"noisy_embeddings_{noise:g}"] = measure(n, a.seed, beams, noise, False)
+        out[f"noisy_embeddings_{noise:g}"] = measure(world, emb, truth, a.seed, beams, noise, False)
     print(json.dumps(out, indent=2))
     if a.write_card:
         path = Path(__file__).resolve().parents[1] / "data" / "builtin_captioner_card.json"

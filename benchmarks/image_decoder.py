@@ -36,10 +36,6 @@ from braindecode_kit.simulate import make_world
 from braindecode_kit.simulate.world import TRAINING_SEED_START
 
 
-def scores(embedder, world, seen, feats, readings, rec) -> dict:
-    return summary_scores(embedder, world, seen, rec, feats, readings)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=500)
@@ -75,10 +71,10 @@ def main() -> None:
             images = rec.generate(X)
             dt = time.perf_counter() - t
             row = {"steps": steps, "guidance": g, "images_per_second": round(len(X) / dt, 2),
-                   **{k: round(v, 4) for k, v in scores(emb, world, seen, feats, readings,
-                                                        images).items()}}
+                   **{k: round(v, 4) for k, v in summary_scores(emb, world, seen, images, feats,
+                                                                readings).items()}}
             shifted = images[1:] + images[:1]
-            chance = scores(emb, world, seen, feats, readings, shifted)
+            chance = summary_scores(emb, world, seen, shifted, feats, readings)
             row.update({f"chance_{k}": round(v, 4) for k, v in chance.items()
                         if k in ("shape_agreement", "colour_agreement", "shape_template",
                                  "pixcorr", "ssim")})

@@ -98,10 +98,10 @@ def summary_scores(embedder, stimuli, seen: np.ndarray, reconstructions: Any,
 
     per = world_scores(embedder, stimuli, reconstructions, seen_features, readings)
     out = {"builtin_clip_2way": float(per["builtin_clip_2way"].mean())}
-    for key, values in per.items():
-        attr, _, what = key.rpartition("_")
-        if what in ("agreement", "correct") and attr in ATTRIBUTES:
-            out[f"{attr}_{'accuracy' if what == 'correct' else what}"] = float(values.mean())
+    for attr in ATTRIBUTES:
+        if f"{attr}_agreement" in per:
+            out[f"{attr}_agreement"] = float(per[f"{attr}_agreement"].mean())
+            out[f"{attr}_accuracy"] = float(per[f"{attr}_correct"].mean())
     if "shape_template" in per:  # the true shape read without CLIP
         out["shape_template"] = float(per["shape_template"].mean())
     out["pixcorr"] = pixcorr(seen, reconstructions)
