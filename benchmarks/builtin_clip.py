@@ -53,6 +53,7 @@ def run(n: int = 1000, seeds: Sequence[int] = (1, 2), *, pretrained: str | None 
     import numpy as np
 
     from braindecode_kit.embed import Embedder, caption_retrieval, zero_shot_attributes
+    from braindecode_kit.evaluate import draw_ci
     from braindecode_kit.simulate import TRAINING_SEED_START, make_world
 
     bad = [s for s in seeds if not 0 <= int(s) < TRAINING_SEED_START]
@@ -88,7 +89,6 @@ def run(n: int = 1000, seeds: Sequence[int] = (1, 2), *, pretrained: str | None 
             "n_draws": cap["n_draws"],
         })
     draws = np.asarray(pooled["draws"], dtype=float)
-    half = 1.96 * draws.std(ddof=1) / np.sqrt(len(draws)) if len(draws) > 1 else 0.0
     rows.append({
         "seed": "all", "n": n * len(seeds),
         "zero_shot_shape": float(np.mean(pooled["shape"])),
@@ -96,7 +96,7 @@ def run(n: int = 1000, seeds: Sequence[int] = (1, 2), *, pretrained: str | None 
         "zero_shot_colour": float(np.mean(pooled["colour"])),
         "zero_shot_colour_chance": rows[0]["zero_shot_colour_chance"],
         "caption_top1": float(draws.mean()),
-        "caption_ci": [float(max(0.0, draws.mean() - half)), float(min(1.0, draws.mean() + half))],
+        "caption_ci": draw_ci(draws, rows[0]["n_candidates"]),
         "caption_chance": rows[0]["caption_chance"], "n_candidates": rows[0]["n_candidates"],
         "n_draws": len(draws),
     })

@@ -20,6 +20,7 @@ import pandas as pd
 from .._checks import check_int
 from .._logging import logger
 from .._utils import json_default
+from ..evaluate.retrieval import draw_ci
 from . import encoding as enc
 from ._npz import loadz
 
@@ -425,8 +426,8 @@ def summarise_draws(draws: list[float], k: int, n_candidates: int, n_draws: int,
     """The oracle's result dict (as ``retrieval_accuracy``'s): mean, 95 % CI, draws."""
     arr = np.asarray(draws, np.float64)
     top = float(arr.mean())
-    half = 1.96 * float(arr.std(ddof=1)) / np.sqrt(arr.size) if arr.size > 1 else 0.0
-    return {"top1": top, "ci": [top - half, top + half], "draws": [float(d) for d in draws],
+    # over draws the normal interval, one draw its Wilson interval (never zero-width)
+    return {"top1": top, "ci": draw_ci(arr, n_candidates), "draws": [float(d) for d in draws],
             "chance": k / n_candidates, "n_candidates": int(n_candidates),
             "n_draws": int(n_draws), "n_reps": int(n_reps), "k": int(k),
             "direction": "brain->image"}

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..evaluate.retrieval import draw_ci
+
 __all__ = ["identification_oracle", "ncsnr"]
 
 
@@ -69,7 +71,8 @@ def identification_oracle(
     Returns
     -------
     dict
-        ``top1`` (mean over draws), ``ci`` (95 % normal interval), ``draws`` (per-draw
+        ``top1`` (mean over draws), ``ci`` (95 %: the normal interval over draws, clipped to [0, 1]; the Wilson
+        interval of one draw, :func:`~braindecode_kit.evaluate.draw_ci`), ``draws`` (per-draw
         accuracies), ``chance`` (``1 / n_candidates``), ``n_candidates``, ``n_draws``,
         ``n_reps``, ``direction`` (``"brain->image"``).
     """
@@ -113,10 +116,10 @@ def identification_oracle(
         draws.append(float(np.mean(np.argmin(score, axis=1) == np.arange(n_candidates))))
     draws_a = np.asarray(draws)
     top1 = float(draws_a.mean())
-    half = 1.96 * float(draws_a.std(ddof=1)) / np.sqrt(len(draws_a)) if len(draws_a) > 1 else 0.0
     return {
         "top1": top1,
-        "ci": [float(top1 - half), float(top1 + half)],
+        # over draws the normal interval, one draw its Wilson interval (never zero-width)
+        "ci": draw_ci(draws_a, n_candidates),
         "draws": draws,
         "chance": 1.0 / n_candidates,
         "n_candidates": int(n_candidates),

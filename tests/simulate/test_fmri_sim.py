@@ -400,3 +400,24 @@ def test_no_attributes_falls_back_to_image_statistics(tmp_path):
     assert s.semantic_mixer().names[0].startswith("global_")
     ids, betas = s.true_betas("01")
     np.testing.assert_allclose(s.predict_responses("01", bare, ids), betas, rtol=1e-4, atol=1e-4)
+
+
+def test_oracle_single_draw_ci_is_wilson():
+    """One draw of the oracle is a proportion over its candidates: its CI is the Wilson
+    interval (not the zero-width interval a std over one draw gives), and over several
+    draws the normal interval over draws, inside [0, 1]."""
+    from braindecode_kit.evaluate import binomial_ci
+    from braindecode_kit.simulate._electro import summarise_draws
+    from braindecode_kit.simulate.oracle import identification_oracle
+
+    rng = np.random.default_rng(0)
+    means = rng.standard_normal((30, 40)) * 3.0  # easy: every identification right
+    one = identification_oracle(means, np.ones(40), None, n_candidates=30, n_draws=1)
+    assert one["top1"] == 1.0
+    assert one["ci"] == pytest.approx(binomial_ci(1.0, 30))
+    assert one["ci"][0] < 0.95  # 30/30 does not pin the accuracy to 1
+    many = identification_oracle(means * 0.1, np.ones(40), None, n_candidates=30, n_draws=8)
+    assert 0.0 <= many["ci"][0] <= many["top1"] <= many["ci"][1] <= 1.0
+    s = summarise_draws([0.25], k=1, n_candidates=200, n_draws=1, n_reps=4)
+    assert s["ci"] == pytest.approx(binomial_ci(0.25, 200))
+    assert s["ci"][0] < 0.25 < s["ci"][1]
