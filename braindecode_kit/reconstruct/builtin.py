@@ -82,6 +82,12 @@ BUILTIN_IMAGE_DECODER_CONFIG: dict[str, Any] = {
         "clip_sample": True,
         "clip_sample_range": 1.0,
         "set_alpha_to_one": True,
+        # sampling starts at the last training timestep (999), where the sample is pure
+        # noise as it was in training; diffusers' default ("leading") starts 10 steps at
+        # t = 900, where the UNet expects 15% of the image in its input and reads the
+        # pure noise as signal (Lin et al. 2023, "Common Diffusion Noise Schedules and
+        # Sample Steps are Flawed"): blotchy textures, grey instead of dark backgrounds
+        "timestep_spacing": "trailing",
     },
     # chosen on the validation world (benchmarks/image_decoder.py --validation): of 10/20
     # steps x guidance 1/2/4, 10 steps at guidance 2 identified best (2-way 0.91)
@@ -157,7 +163,8 @@ def make_scheduler(config: dict[str, Any], kind: str = "ddim"):
     from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
 
     check_option("scheduler", kind, SCHEDULERS)
-    ddim = DDIMScheduler(**config["scheduler"])
+    # folders written before the spacing was part of the configuration sample the same way
+    ddim = DDIMScheduler(**{"timestep_spacing": "trailing", **config["scheduler"]})
     if kind == "ddim":
         return ddim
     return DPMSolverMultistepScheduler.from_config(ddim.config, algorithm_type="dpmsolver++",

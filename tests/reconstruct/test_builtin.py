@@ -62,6 +62,27 @@ def test_pixel_folding_round_trips():
     np.testing.assert_array_equal(B.sample_to_images(x, 4), images)
 
 
+@pytest.mark.parametrize("kind", ["ddim", "dpm"])
+@pytest.mark.parametrize("written", [True, False])
+def test_sampling_starts_from_pure_noise(kind, written):
+    # the first step is the last training timestep, where the training samples were pure
+    # noise (diffusers' default "leading" spacing starts 10 steps at t = 900); a folder
+    # written before the spacing was in the configuration samples the same way
+    config = json.loads(json.dumps(B.BUILTIN_IMAGE_DECODER_CONFIG))
+    if not written:
+        config["scheduler"].pop("timestep_spacing")
+    sched = B.make_scheduler(config, kind)
+    sched.set_timesteps(10)
+    t = [int(v) for v in sched.timesteps]
+    assert t[0] == config["scheduler"]["num_train_timesteps"] - 1
+    assert len(t) == 10 and t == sorted(t, reverse=True) and t[-1] > 0
+    # a folder that asks for another spacing gets it
+    config["scheduler"]["timestep_spacing"] = "leading"
+    sched = B.make_scheduler(config, kind)
+    sched.set_timesteps(10)
+    assert int(sched.timesteps[0]) == 900
+
+
 @pytest.mark.parametrize("scheduler", ["ddim", "dpm"])
 def test_same_seed_same_images_in_any_batch(folder, emb, scheduler):
     gen = B.BuiltinImageGenerator(folder)
