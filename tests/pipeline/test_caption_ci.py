@@ -1,0 +1,27 @@
+"""The caption stage's CIs of per-image scores."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from braindecode_kit.evaluate import binomial_ci
+from braindecode_kit.evaluate.caption_metrics import bootstrap_ci
+from braindecode_kit.pipeline.stages.caption import item_ci
+
+
+def test_a_reading_at_its_bound_gets_the_wilson_interval():
+    # 300 of 300 images named right: the bootstrap has zero width, Wilson does not
+    lo, hi = item_ci(np.ones(300), 1000, seed=0)
+    assert abs(hi - 1.0) < 1e-12 and 0.98 < lo < 0.995
+    assert [lo, hi] == binomial_ci(1.0, 300)
+    lo, hi = item_ci(np.zeros(300), 1000, seed=0)
+    assert abs(lo) < 1e-12 and 0.005 < hi < 0.02
+    assert bootstrap_ci(np.ones(300)) == [1.0, 1.0]  # what it replaces
+
+
+def test_other_scores_keep_the_bootstrap():
+    rng = np.random.default_rng(0)
+    v = rng.integers(0, 4, 300) / 3  # averages over three subjects
+    assert item_ci(v, 500, seed=3) == bootstrap_ci(v, 500, seed=3)
+    v = np.full(300, 2.5)  # constant but not a 0/1 reading (e.g. CLIP-S)
+    assert item_ci(v, 500, seed=3) == [2.5, 2.5]
