@@ -11,6 +11,7 @@ import torch
 
 from braindecode_kit.reconstruct import Reconstructor, item_seeds
 from braindecode_kit.reconstruct import builtin as B
+from braindecode_kit.simulate import make_world
 
 
 @pytest.fixture(scope="module")
@@ -118,15 +119,13 @@ def test_img2img_strength(folder, emb):
     # half-way runs start from the init: closer to it than a free run is (the shipped,
     # trained generator, from world images: a random-weight UNet's output does not depend
     # on its input in any reliable way)
-    from braindecode_kit.simulate import make_world
-
     shipped = B.BuiltinImageGenerator()
     scenes = make_world(5, seed=7).to_array()
-    free = shipped.generate(emb, seeds=seeds, num_inference_steps=4)
+    shipped_free = shipped.generate(emb, seeds=seeds, num_inference_steps=4)
     half = shipped.generate(emb, seeds=seeds, num_inference_steps=4, init_images=scenes,
                             strength=0.5)
     d_half = np.abs(np.asarray(half, float) - scenes).mean(axis=(1, 2, 3))
-    d_free = np.abs(np.asarray(free, float) - scenes).mean(axis=(1, 2, 3))
+    d_free = np.abs(np.asarray(shipped_free, float) - scenes).mean(axis=(1, 2, 3))
     assert (d_half < d_free).all(), (d_half, d_free)
     # init images of another size are resized
     small = rng.integers(0, 256, (5, 16, 16, 3), dtype=np.uint8)
