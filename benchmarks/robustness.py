@@ -1,18 +1,28 @@
 """Decoder vs ridge on brain-like data our simulator does not make.
 
 A default chosen on the data we generate is a guess. This benchmark draws single-subject
-(and, for one family, multi-subject) data from six generative families that
-``braindecode_kit.simulate`` does not produce, each at three noise levels and two training
-sizes, and fits ``ContrastiveDecoder()`` with its defaults and ``RidgeDecoder()`` on the
-same trials in the same run. Stimuli are built-in-world images; their semantic features
-are the built-in CLIP's image embeddings, their low-level features a whitened 8 x 8 grey
-thumbnail. Test: 300 stimuli never seen in training, 3 repetitions averaged (NSD's
-protocol); 300-way brain->image top-1 with its binomial 95% CI, the ratio to ridge and
-chance.
+data from seven generative families that ``braindecode_kit.simulate`` does not produce,
+each at three noise levels and two training sizes, and fits ``ContrastiveDecoder()`` with
+its defaults and ``RidgeDecoder()`` on the same trials in the same run. Stimuli are
+built-in-world images; their semantic features are the built-in CLIP's image embeddings,
+their low-level features a whitened 8 x 8 grey thumbnail. Test: 300 stimuli never seen in
+training, 3 repetitions averaged (NSD's protocol); 300-way brain->image top-1 with its
+binomial (Wilson) 95% CI, the ratio to ridge, chance, and the oracle: identification by
+the nearest noise-free test pattern of the generative model itself (what the data allow
+when the model is known; Euclidean, or Mahalanobis under the family's noise covariance).
 
-    python benchmarks/robustness.py                 # the full table (36 cells)
+With ``--multi N``, every family is also drawn for N subjects at NSD-like noise: each
+subject its own voxel weights (and its own units, except ``shared_units``, whose rectified
+units all subjects share, mixed differently into each one's voxels), its own order of the
+training stimuli, the same 300 test stimuli. Per-subject ridges, per-subject
+``ContrastiveDecoder()`` and one multi-subject ``ContrastiveDecoder().fit([X_1, ...],
+[Y_1, ...], subjects=...)`` are scored on the same trials: the hit rate over subjects and
+test stimuli, with a 95% bootstrap CI over test stimuli.
+
+    python benchmarks/robustness.py                 # the full table (42 cells)
     python benchmarks/robustness.py --quick         # one noise level, one size
     python benchmarks/robustness.py --quick --search  # + ContrastiveDecoder(search=SEARCH)
+    python benchmarks/robustness.py --multi 3 --no-single   # the multi-subject table only
 
 Each family is a small function below; its parameters are printed with the table.
 """
@@ -60,6 +70,9 @@ class Family:
     signal: Callable[[np.ndarray, np.ndarray, np.random.Generator], np.ndarray]
     noise: Callable[[np.ndarray, float, np.random.Generator, np.ndarray], np.ndarray] | None = None
     trial_gain: Callable[[np.ndarray], np.ndarray] | None = None  # by repetition index
+    #: the noise covariance across voxels (up to scale), once ``signal`` has been drawn;
+    #: None: independent noise of the same variance in every voxel
+    noise_cov: Callable[[], np.ndarray] | None = None
 
 
 def _gauss_noise(n_trials_by_vox: np.ndarray, sd: float, rng, _rep) -> np.ndarray:
@@ -118,14 +131,20 @@ def hetero_correlated(n_vox: int = 2000, var_range: float = 10.0, corr_width: in
         scales = np.exp(rng.uniform(0, np.log(var_range), n_vox) / 2).astype(np.float32)
         return sem @ rng.standard_normal((sem.shape[1], n_vox)).astype(np.float32)
 
+    k = np.exp(-0.5 * (np.arange(-3 * corr_width, 3 * corr_width + 1) / corr_width) ** 2)
+    k /= np.sqrt((k ** 2).sum())
+
     def noise(shape_like, sd, rng, _rep):
         e = rng.standard_normal(shape_like.shape).astype(np.float32)
-        k = np.exp(-0.5 * (np.arange(-3 * corr_width, 3 * corr_width + 1) / corr_width) ** 2)
-        k /= np.sqrt((k ** 2).sum())
         e = np.apply_along_axis(lambda r: np.convolve(r, k, mode="same"), 1, e)
         return (e * scales * sd / np.sqrt((scales ** 2).mean())).astype(np.float32)
+
+    def noise_cov():
+        M = np.apply_along_axis(lambda r: np.convolve(r, k, mode="same"), 1, np.eye(n_vox))
+        return (M.T @ M) * scales[:, None] * scales[None, :]
     return Family("hetero_correlated", {"n_vox": n_vox, "var_range": var_range,
-                                        "corr_width": corr_width}, signal, noise)
+                                        "corr_width": corr_width}, signal, noise,
+                  noise_cov=noise_cov)
 
 
 def adaptation_drift(n_vox: int = 2000, adapt: float = 0.6, drift: float = 0.5) -> Family:
@@ -142,8 +161,25 @@ def adaptation_drift(n_vox: int = 2000, adapt: float = 0.6, drift: float = 0.5) 
                   signal, noise, trial_gain=lambda rep: adapt ** rep)
 
 
+def shared_units(n_vox: int = 2000, n_units: int = 300, threshold: float = 0.5,
+                 low_weight: float = 0.5, unit_seed: int = 12345) -> Family:
+    """Rectified semantic units shared by every subject (drawn from ``unit_seed``), mixed
+    into each subject's voxels by its own weights, + a saturating low-level part (a shared
+    representational space, with other units, threshold and mixing than the simulator's)."""
+    def signal(sem, low, rng):
+        urng = np.random.default_rng(unit_seed)
+        units = np.maximum(sem @ urng.standard_normal((sem.shape[1], n_units)) /
+                           np.sqrt(sem.shape[1]) - threshold, 0)
+        mix = units @ rng.standard_normal((n_units, n_vox))
+        lowp = np.tanh(low @ rng.standard_normal((low.shape[1], n_vox)) / np.sqrt(low.shape[1]))
+        mix /= mix.std() + 1e-9
+        return (mix + low_weight * lowp / (lowp.std() + 1e-9)).astype(np.float32)
+    return Family("shared_units", {"n_vox": n_vox, "n_units": n_units, "threshold": threshold,
+                                   "low_weight": low_weight, "unit_seed": unit_seed}, signal)
+
+
 FAMILIES = [linear_gaussian, rectified_mixture, sparse_tuning, lowlevel_dominated,
-            hetero_correlated, adaptation_drift]
+            hetero_correlated, adaptation_drift, shared_units]
 #: single-trial noise sd relative to each voxel's signal sd. With 2,000 voxels the rank-128
 #: signal aggregates well: sd 8 puts ridge near 0.3 on the rectified mixture with 1,200
 #: trials (a new user's NSD-like case), and near 0.86 on the linear-Gaussian family
@@ -154,8 +190,12 @@ SIZES = {"1200_trials": 1200, "2400_trials": 2400}
 
 
 # --------------------------------------------------------------------------- data
-def draw(family: Family, sem, low, train_idx, test_idx, n_train_trials, noise_sd, seed):
-    """Single training trials (one presentation each, cycling) and averaged test trials."""
+def draw(family: Family, sem, low, train_idx, test_idx, n_train_trials, noise_sd, seed,
+         clean: bool = False):
+    """Single training trials (one presentation each, cycling) and averaged test trials.
+
+    ``clean=True`` also returns the noise-free test patterns (averaged over the test
+    repetitions as the trials are), for the oracle."""
     rng = np.random.default_rng(seed)
     R = family.signal(sem, low, rng)
     R = (R - R.mean(0)) / (R.std(0) + 1e-9)
@@ -177,7 +217,42 @@ def draw(family: Family, sem, low, train_idx, test_idx, n_train_trials, noise_sd
     Xtr = trials(tr_stim, tr_rep).astype(np.float32)
     Xte = trials(te_stim, te_rep).astype(np.float32)
     Xte = Xte.reshape(len(test_idx), TEST_REPS, -1).mean(1)
-    return Xtr, tr_stim, Xte
+    if not clean:
+        return Xtr, tr_stim, Xte
+    gain = family.trial_gain(te_rep)[:, None] if family.trial_gain else 1.0
+    Rte = (R[te_stim] * gain).reshape(len(test_idx), TEST_REPS, -1).mean(1)
+    return Xtr, tr_stim, Xte, Rte.astype(np.float32)
+
+
+def oracle_hits(family: Family, Xte: np.ndarray, Rte: np.ndarray) -> np.ndarray:
+    """Per test stimulus, 1 where its averaged trial is nearest to its own noise-free
+    pattern among all test stimuli's: identification by the generative model itself
+    (Euclidean; Mahalanobis under the family's noise covariance where it has one, its
+    eigenvalues floored at 1e-6 of the largest)."""
+    A, B = Xte.astype(np.float64), Rte.astype(np.float64)
+    if family.noise_cov is not None:
+        lam, V = np.linalg.eigh(np.asarray(family.noise_cov(), np.float64))
+        W = V / np.sqrt(np.maximum(lam, 1e-6 * lam.max()))
+        A, B = A @ W, B @ W
+    d = (A ** 2).sum(1)[:, None] - 2 * A @ B.T + (B ** 2).sum(1)[None, :]
+    return (d.argmin(1) == np.arange(len(A))).astype(float)
+
+
+def hits(pred: np.ndarray, Y: np.ndarray) -> np.ndarray:
+    """Per test stimulus, 1 where the cosine of its prediction is highest with its own
+    embedding among all test stimuli's (300-way top-1, the protocol of :func:`score`)."""
+    P = pred / np.linalg.norm(pred, axis=1, keepdims=True)
+    T = Y / np.linalg.norm(Y, axis=1, keepdims=True)
+    return ((P @ T.T).argmax(1) == np.arange(len(P))).astype(float)
+
+
+def boot_ci(h: np.ndarray, seed: int, n_boot: int = 2000) -> list[float]:
+    """95% percentile bootstrap CI over test stimuli (columns) of the mean hit rate of
+    ``h`` (subjects x stimuli)."""
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, h.shape[1], (n_boot, h.shape[1]))
+    means = h[:, idx].mean(axis=(0, 2))
+    return [float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))]
 
 
 def score(pred, Y):
@@ -191,9 +266,12 @@ def score(pred, Y):
 def run_cell(family, sem, low, Y, train_idx, test_idx, n_trials, noise_sd, seed,
              search=None):
     from braindecode_kit import ContrastiveDecoder, RidgeDecoder
+    from braindecode_kit.evaluate import binomial_ci
 
-    Xtr, stim, Xte = draw(family, sem, low, train_idx, test_idx, n_trials, noise_sd, seed)
-    out = {}
+    Xtr, stim, Xte, Rte = draw(family, sem, low, train_idx, test_idx, n_trials, noise_sd, seed,
+                               clean=True)
+    o = float(oracle_hits(family, Xte, Rte).mean())
+    out = {"oracle": (o, binomial_ci(o, len(Xte)))}
     t0 = time.perf_counter()
     ridge = RidgeDecoder().fit(Xtr, Y[stim], groups=stim)
     out["ridge"] = (*score(ridge.predict(Xte), Y[test_idx]), time.perf_counter() - t0)
@@ -209,6 +287,44 @@ def run_cell(family, sem, low, Y, train_idx, test_idx, n_trials, noise_sd, seed,
     return out
 
 
+def run_multi_cell(family, sem, low, Y, train_idx, test_idx, n_trials, noise_sd, seed,
+                   n_subjects):
+    """Per-subject ridge, per-subject and multi-subject ``ContrastiveDecoder()`` and the
+    oracle on ``n_subjects`` subjects drawn from ``family`` (same test stimuli)."""
+    from braindecode_kit import ContrastiveDecoder, RidgeDecoder
+
+    subs = [draw(family, sem, low, train_idx, test_idx, n_trials, noise_sd,
+                 seed * 100 + s, clean=True) for s in range(n_subjects)]
+    names = [f"sub-{s + 1:02d}" for s in range(n_subjects)]
+    Yte = Y[test_idx]
+    h: dict[str, list] = {"oracle": [], "ridge": [], "decoder": [], "multi": []}
+    secs = {"ridge": 0.0, "decoder": 0.0, "multi": 0.0}
+    for Xtr, stim, Xte, Rte in subs:
+        h["oracle"].append(oracle_hits(family, Xte, Rte))
+        t0 = time.perf_counter()
+        h["ridge"].append(hits(RidgeDecoder().fit(Xtr, Y[stim], groups=stim).predict(Xte), Yte))
+        secs["ridge"] += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        h["decoder"].append(hits(ContrastiveDecoder(seed=seed).fit(Xtr, Y[stim]).predict(Xte),
+                                 Yte))
+        secs["decoder"] += time.perf_counter() - t0
+    t0 = time.perf_counter()
+    multi = ContrastiveDecoder(seed=seed).fit([x[0] for x in subs], [Y[x[1]] for x in subs],
+                                              subjects=names)
+    h["multi"] = [hits(multi.predict(x[2], subjects=n), Yte) for x, n in zip(subs, names)]
+    secs["multi"] = time.perf_counter() - t0
+    out = {}
+    for k, v in h.items():
+        H = np.asarray(v)
+        out[k] = (float(H.mean()), boot_ci(H, seed), secs.get(k, 0.0))
+    out["multi_anchor"] = {n: a.get("weight") for n, a in multi.anchor_.items()}
+    return out
+
+
+def _verdict(d, dci, r, rci) -> str:
+    return "beats" if dci[0] > rci[1] else "ok" if d >= rci[0] else "LOSES"
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="only the NSD-like noise, 1200 trials")
@@ -218,6 +334,10 @@ def main(argv=None) -> None:
     ap.add_argument("--search", action="store_true",
                     help="also ContrastiveDecoder(search=SEARCH): settings chosen by inner "
                          "validation (its own values first)")
+    ap.add_argument("--multi", type=int, default=0, metavar="N",
+                    help="also the multi-subject table: every family drawn for N subjects at "
+                         "NSD-like noise, both training sizes (per subject)")
+    ap.add_argument("--no-single", action="store_true", help="skip the single-subject table")
     args = ap.parse_args(argv)
 
     import torch
@@ -237,9 +357,10 @@ def main(argv=None) -> None:
     rows = []
     print(f"300-way top-1 (95% CI), test stimuli averaged over {TEST_REPS} repetitions; "
           f"chance {chance:.4f}; seed {args.seed}")
-    print(f"{'family':20s} {'noise':9s} {'train':12s} {'decoder':24s} {'ridge':24s} "
-          f"{'dec/ridge':>9s} {'verdict':>8s}")
-    for fam in fams:
+    if not args.no_single:
+        print(f"{'family':20s} {'noise':9s} {'train':12s} {'decoder':24s} {'ridge':24s} "
+              f"{'dec/ridge':>9s} {'verdict':>8s}  oracle")
+    for fam in ([] if args.no_single else fams):
         for nname, sd in noises.items():
             for sname, n in sizes.items():
                 res = run_cell(fam, sem, low, Y, train_idx, test_idx, n, sd,
@@ -247,15 +368,16 @@ def main(argv=None) -> None:
                                search=SEARCH if args.search else None)
                 (d, dci, dt), (r, rci, rt) = res["decoder"], res["ridge"]
                 ratio = d / max(r, 1e-9)
-                verdict = ("beats" if dci[0] > rci[1] else
-                           "ok" if d >= rci[0] else "LOSES")
+                verdict = _verdict(d, dci, r, rci)
+                o, oci = res["oracle"]
                 rows.append({"family": fam.name, "params": fam.params, "noise": nname,
                              "noise_sd": sd, "train_trials": n, "decoder": d, "decoder_ci": dci,
                              "ridge": r, "ridge_ci": rci, "ratio": ratio, "chance": chance,
+                             "oracle": o, "oracle_ci": oci,
                              "decoder_s": dt, "ridge_s": rt, "verdict": verdict})
                 print(f"{fam.name:20s} {nname:9s} {sname:12s} "
                       f"{d:.3f} [{dci[0]:.3f},{dci[1]:.3f}]   {r:.3f} [{rci[0]:.3f},{rci[1]:.3f}]"
-                      f"   {ratio:9.2f} {verdict:>8s}", flush=True)
+                      f"   {ratio:9.2f} {verdict:>8s}  {o:.3f}", flush=True)
                 if "searched" in res:
                     q, qci, qt = res["searched"]
                     rows[-1].update({"searched": q, "searched_ci": qci, "searched_s": qt,
@@ -263,15 +385,47 @@ def main(argv=None) -> None:
                     print(f"{'  ... with search':42s} {q:.3f} [{qci[0]:.3f},{qci[1]:.3f}]"
                           f"{'':28s}{q / max(r, 1e-9):9.2f}  chose {res['searched_params']}"
                           f" ({qt:.0f} s; plain {dt:.0f} s)", flush=True)
+    multi_rows = []
+    if args.multi:
+        print(f"\n{args.multi} subjects per cell, NSD-like noise; hit rate over subjects x "
+              f"{N_TEST} test stimuli (95% bootstrap CI over stimuli); chance {chance:.4f}")
+        print(f"{'family':20s} {'train/subj':10s} {'multi-subject fit':24s} "
+              f"{'per-subject decoder':24s} {'ridge':24s} {'multi/ridge':>11s} "
+              f"{'verdict':>8s}  oracle")
+        for fam in fams:
+            for n in (SIZES if not args.quick else {"1200_trials": 1200}).values():
+                res = run_multi_cell(fam, sem, low, Y, train_idx, test_idx, n,
+                                     NOISE["nsd_like"], seed=args.seed * 1000 + 500 +
+                                     len(multi_rows), n_subjects=args.multi)
+                row = {"family": fam.name, "params": fam.params, "noise": "nsd_like",
+                       "noise_sd": NOISE["nsd_like"], "train_trials": n,
+                       "n_subjects": args.multi, "chance": chance,
+                       "multi_anchor": res["multi_anchor"]}
+                for k in ("multi", "decoder", "ridge", "oracle"):
+                    row[k], row[f"{k}_ci"], row[f"{k}_s"] = res[k]
+                row["ratio"] = row["multi"] / max(row["ridge"], 1e-9)
+                row["verdict"] = _verdict(row["multi"], row["multi_ci"], row["ridge"],
+                                          row["ridge_ci"])
+                multi_rows.append(row)
+
+                def cell(k, row=row):
+                    return f"{row[k]:.3f} [{row[k + '_ci'][0]:.3f},{row[k + '_ci'][1]:.3f}]"
+                print(f"{fam.name:20s} {n:<10d} {cell('multi'):24s} {cell('decoder'):24s} "
+                      f"{cell('ridge'):24s} {row['ratio']:11.2f} {row['verdict']:>8s}  "
+                      f"{row['oracle']:.3f}", flush=True)
     print("\nfamilies:")
     for fam in fams:
         print(f"  {fam.name}: {fam.params}")
-    n_lose = sum(r["verdict"] == "LOSES" for r in rows)
-    print(f"\ncells where the decoder is below ridge's lower CI bound: {n_lose} of {len(rows)}; "
-          f"median ratio {np.median([r['ratio'] for r in rows]):.2f}")
+    for name, rr in (("single-subject", rows), ("multi-subject", multi_rows)):
+        if rr:
+            n_lose = sum(r["verdict"] == "LOSES" for r in rr)
+            n_beat = sum(r["verdict"] == "beats" for r in rr)
+            print(f"{name}: cells below ridge's lower CI bound {n_lose} of {len(rr)}; beyond "
+                  f"both CIs {n_beat}; median ratio {np.median([r['ratio'] for r in rr]):.2f}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+            json.dump(rows if not args.multi else {"single": rows, "multi": multi_rows}, f,
+                      indent=1)
 
 
 if __name__ == "__main__":
