@@ -248,7 +248,14 @@ def hits(pred: np.ndarray, Y: np.ndarray) -> np.ndarray:
 
 def boot_ci(h: np.ndarray, seed: int, n_boot: int = 2000) -> list[float]:
     """95% percentile bootstrap CI over test stimuli (columns) of the mean hit rate of
-    ``h`` (subjects x stimuli)."""
+    ``h`` (subjects x stimuli); at 0 or 1 everywhere (where a bootstrap has zero width) the
+    Wilson interval over the stimuli."""
+    from braindecode_kit.evaluate import binomial_ci
+
+    if h.min() == h.max():
+        m = float(h.mean())
+        lo, hi = binomial_ci(m, h.shape[1])
+        return [min(lo, m), max(hi, m)]  # the bound itself, not 1 - 1e-16
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, h.shape[1], (n_boot, h.shape[1]))
     means = h[:, idx].mean(axis=(0, 2))

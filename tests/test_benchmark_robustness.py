@@ -94,6 +94,9 @@ def test_boot_ci_brackets_the_mean_and_narrows_with_subjects(rb):
     lo3, hi3 = rb.boot_ci(h3, seed=0)
     assert lo1 < h1.mean() < hi1 and lo3 < h3.mean() < hi3
     assert hi3 - lo3 < hi1 - lo1
+    # a perfect score is not known exactly: the Wilson interval over the 300 stimuli
+    lo, hi = rb.boot_ci(np.ones((3, 300)), seed=0)
+    assert hi == pytest.approx(1.0) and 0.98 < lo < 0.995
 
 
 def test_multi_cell_scores_every_model_on_the_same_subjects(rb, features):
