@@ -86,16 +86,22 @@ def linear_gaussian(n_vox: int = 2000) -> Family:
     return Family("linear_gaussian", {"n_vox": n_vox}, signal)
 
 
+def _rectified_units(sem, low, unit_rng, rng, n_units, n_vox, threshold, low_weight):
+    """Rectified units of the semantic features (weights from ``unit_rng``) mixed into
+    voxels, + a saturating low-level part (both from ``rng``), each scaled to unit sd."""
+    units = np.maximum(sem @ unit_rng.standard_normal((sem.shape[1], n_units)) /
+                       np.sqrt(sem.shape[1]) - threshold, 0)
+    mix = units @ rng.standard_normal((n_units, n_vox))
+    lowp = np.tanh(low @ rng.standard_normal((low.shape[1], n_vox)) / np.sqrt(low.shape[1]))
+    mix /= mix.std() + 1e-9
+    return (mix + low_weight * lowp / (lowp.std() + 1e-9)).astype(np.float32)
+
+
 def rectified_mixture(n_vox: int = 2000, n_units: int = 300, threshold: float = 0.5,
                       low_weight: float = 0.5) -> Family:
     """Rectified semantic tuning units mixed across voxels + a saturating low-level part."""
     def signal(sem, low, rng):
-        units = np.maximum(sem @ rng.standard_normal((sem.shape[1], n_units)) /
-                           np.sqrt(sem.shape[1]) - threshold, 0)
-        mix = units @ rng.standard_normal((n_units, n_vox))
-        lowp = np.tanh(low @ rng.standard_normal((low.shape[1], n_vox)) / np.sqrt(low.shape[1]))
-        mix /= mix.std() + 1e-9
-        return (mix + low_weight * lowp / (lowp.std() + 1e-9)).astype(np.float32)
+        return _rectified_units(sem, low, rng, rng, n_units, n_vox, threshold, low_weight)
     return Family("rectified_mixture", {"n_vox": n_vox, "n_units": n_units,
                                         "threshold": threshold, "low_weight": low_weight}, signal)
 
@@ -167,13 +173,8 @@ def shared_units(n_vox: int = 2000, n_units: int = 300, threshold: float = 0.5,
     into each subject's voxels by its own weights, + a saturating low-level part (a shared
     representational space, with other units, threshold and mixing than the simulator's)."""
     def signal(sem, low, rng):
-        urng = np.random.default_rng(unit_seed)
-        units = np.maximum(sem @ urng.standard_normal((sem.shape[1], n_units)) /
-                           np.sqrt(sem.shape[1]) - threshold, 0)
-        mix = units @ rng.standard_normal((n_units, n_vox))
-        lowp = np.tanh(low @ rng.standard_normal((low.shape[1], n_vox)) / np.sqrt(low.shape[1]))
-        mix /= mix.std() + 1e-9
-        return (mix + low_weight * lowp / (lowp.std() + 1e-9)).astype(np.float32)
+        return _rectified_units(sem, low, np.random.default_rng(unit_seed), rng, n_units, n_vox,
+                                threshold, low_weight)
     return Family("shared_units", {"n_vox": n_vox, "n_units": n_units, "threshold": threshold,
                                    "low_weight": low_weight, "unit_seed": unit_seed}, signal)
 
