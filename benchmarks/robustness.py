@@ -195,10 +195,12 @@ def draw(family: Family, sem, low, train_idx, test_idx, n_train_trials, noise_sd
          clean: bool = False):
     """Single training trials (one presentation each, cycling) and averaged test trials.
 
-    ``clean=True`` also returns the noise-free test patterns (averaged over the test
-    repetitions as the trials are), for the oracle."""
+    ``clean=True`` also returns, for the oracle, the noise-free test patterns (averaged
+    over the test repetitions as the trials are) and the noise covariance of this draw
+    (None: isotropic), read right after this draw's signal (another draw redraws it)."""
     rng = np.random.default_rng(seed)
     R = family.signal(sem, low, rng)
+    cov = family.noise_cov() if clean and family.noise_cov is not None else None
     R = (R - R.mean(0)) / (R.std(0) + 1e-9)
     tr_stim = np.resize(rng.permutation(train_idx), n_train_trials)
     tr_rep = np.zeros(n_train_trials, int)
@@ -222,17 +224,17 @@ def draw(family: Family, sem, low, train_idx, test_idx, n_train_trials, noise_sd
         return Xtr, tr_stim, Xte
     gain = family.trial_gain(te_rep)[:, None] if family.trial_gain else 1.0
     Rte = (R[te_stim] * gain).reshape(len(test_idx), TEST_REPS, -1).mean(1)
-    return Xtr, tr_stim, Xte, Rte.astype(np.float32)
+    return Xtr, tr_stim, Xte, Rte.astype(np.float32), cov
 
 
-def oracle_hits(family: Family, Xte: np.ndarray, Rte: np.ndarray) -> np.ndarray:
+def oracle_hits(Xte: np.ndarray, Rte: np.ndarray, cov: np.ndarray | None = None) -> np.ndarray:
     """Per test stimulus, 1 where its averaged trial is nearest to its own noise-free
     pattern among all test stimuli's: identification by the generative model itself
-    (Euclidean; Mahalanobis under the family's noise covariance where it has one, its
-    eigenvalues floored at 1e-6 of the largest)."""
+    (Euclidean; Mahalanobis under the draw's noise covariance ``cov`` where it has one,
+    its eigenvalues floored at 1e-6 of the largest)."""
     A, B = Xte.astype(np.float64), Rte.astype(np.float64)
-    if family.noise_cov is not None:
-        lam, V = np.linalg.eigh(np.asarray(family.noise_cov(), np.float64))
+    if cov is not None:
+        lam, V = np.linalg.eigh(np.asarray(cov, np.float64))
         W = V / np.sqrt(np.maximum(lam, 1e-6 * lam.max()))
         A, B = A @ W, B @ W
     d = (A ** 2).sum(1)[:, None] - 2 * A @ B.T + (B ** 2).sum(1)[None, :]
@@ -241,26 +243,20 @@ def oracle_hits(family: Family, Xte: np.ndarray, Rte: np.ndarray) -> np.ndarray:
 
 def hits(pred: np.ndarray, Y: np.ndarray) -> np.ndarray:
     """Per test stimulus, 1 where the cosine of its prediction is highest with its own
-    embedding among all test stimuli's (300-way top-1, the protocol of :func:`score`)."""
-    P = pred / np.linalg.norm(pred, axis=1, keepdims=True)
-    T = Y / np.linalg.norm(Y, axis=1, keepdims=True)
-    return ((P @ T.T).argmax(1) == np.arange(len(P))).astype(float)
+    embedding among all test stimuli's (300-way top-1, the protocol of :func:`score`; ties
+    count against it)."""
+    from braindecode_kit.evaluate import percentile_ranks
+
+    return (percentile_ranks(pred, Y) == 1.0).astype(float)
 
 
 def boot_ci(h: np.ndarray, seed: int, n_boot: int = 2000) -> list[float]:
-    """95% percentile bootstrap CI over test stimuli (columns) of the mean hit rate of
-    ``h`` (subjects x stimuli); at 0 or 1 everywhere (where a bootstrap has zero width) the
-    Wilson interval over the stimuli."""
-    from braindecode_kit.evaluate import binomial_ci
+    """95% CI of the mean hit rate of ``h`` (subjects x stimuli): the percentile bootstrap
+    over test stimuli of their hit rates over subjects, the Wilson interval over the stimuli
+    at 0 or 1 everywhere (``evaluate.caption_metrics.mean_ci``)."""
+    from braindecode_kit.evaluate.caption_metrics import mean_ci
 
-    if h.min() == h.max():
-        m = float(h.mean())
-        lo, hi = binomial_ci(m, h.shape[1])
-        return [min(lo, m), max(hi, m)]  # the bound itself, not 1 - 1e-16
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, h.shape[1], (n_boot, h.shape[1]))
-    means = h[:, idx].mean(axis=(0, 2))
-    return [float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))]
+    return mean_ci(h.mean(axis=0), n_boot, seed=seed, binary=True)
 
 
 def score(pred, Y):
@@ -276,9 +272,9 @@ def run_cell(family, sem, low, Y, train_idx, test_idx, n_trials, noise_sd, seed,
     from braindecode_kit import ContrastiveDecoder, RidgeDecoder
     from braindecode_kit.evaluate import binomial_ci
 
-    Xtr, stim, Xte, Rte = draw(family, sem, low, train_idx, test_idx, n_trials, noise_sd, seed,
-                               clean=True)
-    o = float(oracle_hits(family, Xte, Rte).mean())
+    Xtr, stim, Xte, Rte, cov = draw(family, sem, low, train_idx, test_idx, n_trials, noise_sd,
+                                    seed, clean=True)
+    o = float(oracle_hits(Xte, Rte, cov).mean())
     out = {"oracle": (o, binomial_ci(o, len(Xte)))}
     t0 = time.perf_counter()
     ridge = RidgeDecoder().fit(Xtr, Y[stim], groups=stim)
@@ -307,8 +303,8 @@ def run_multi_cell(family, sem, low, Y, train_idx, test_idx, n_trials, noise_sd,
     Yte = Y[test_idx]
     h: dict[str, list] = {"oracle": [], "ridge": [], "decoder": [], "multi": []}
     secs = {"ridge": 0.0, "decoder": 0.0, "multi": 0.0}
-    for Xtr, stim, Xte, Rte in subs:
-        h["oracle"].append(oracle_hits(family, Xte, Rte))
+    for Xtr, stim, Xte, Rte, cov in subs:
+        h["oracle"].append(oracle_hits(Xte, Rte, cov))
         t0 = time.perf_counter()
         h["ridge"].append(hits(RidgeDecoder().fit(Xtr, Y[stim], groups=stim).predict(Xte), Yte))
         secs["ridge"] += time.perf_counter() - t0
@@ -401,7 +397,7 @@ def main(argv=None) -> None:
               f"{'per-subject decoder':24s} {'ridge':24s} {'multi/ridge':>11s} "
               f"{'verdict':>8s}  oracle")
         for fam in fams:
-            for n in (SIZES if not args.quick else {"1200_trials": 1200}).values():
+            for n in sizes.values():
                 res = run_multi_cell(fam, sem, low, Y, train_idx, test_idx, n,
                                      NOISE["nsd_like"], seed=args.seed * 1000 + 500 +
                                      len(multi_rows), n_subjects=args.multi)

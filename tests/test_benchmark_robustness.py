@@ -50,10 +50,24 @@ def test_hits_is_the_benchmarks_300_way_top1(rb, features):
 def test_oracle_is_perfect_without_noise_and_near_chance_with_huge_noise(rb, features):
     Y, sem, low, test_idx, train_idx = features
     fam = rb.linear_gaussian(n_vox=120)
-    _, _, Xte, Rte = rb.draw(fam, sem, low, train_idx, test_idx, 100, 1e-4, seed=3, clean=True)
-    assert rb.oracle_hits(fam, Xte, Rte).mean() == 1.0
-    _, _, Xte, Rte = rb.draw(fam, sem, low, train_idx, test_idx, 100, 1e4, seed=3, clean=True)
-    assert rb.oracle_hits(fam, Xte, Rte).mean() < 0.2
+    _, _, Xte, Rte, cov = rb.draw(fam, sem, low, train_idx, test_idx, 100, 1e-4, seed=3,
+                                  clean=True)
+    assert cov is None and rb.oracle_hits(Xte, Rte, cov).mean() == 1.0
+    _, _, Xte, Rte, cov = rb.draw(fam, sem, low, train_idx, test_idx, 100, 1e4, seed=3,
+                                  clean=True)
+    assert rb.oracle_hits(Xte, Rte, cov).mean() < 0.2
+
+
+def test_each_draw_keeps_its_own_noise_covariance(rb, features):
+    # hetero_correlated draws its voxel scales with the signal: a later draw (another
+    # subject) must not change the covariance an earlier draw's oracle is scored under
+    Y, sem, low, test_idx, train_idx = features
+    fam = rb.hetero_correlated(n_vox=40, corr_width=3)
+    first = rb.draw(fam, sem, low, train_idx, test_idx, 100, 1.0, seed=1, clean=True)[4]
+    other = rb.draw(fam, sem, low, train_idx, test_idx, 100, 1.0, seed=2, clean=True)[4]
+    again = rb.draw(fam, sem, low, train_idx, test_idx, 100, 1.0, seed=1, clean=True)[4]
+    assert not np.allclose(first, other)
+    np.testing.assert_allclose(first, again)
 
 
 def test_hetero_noise_covariance_matches_its_noise(rb, features):
@@ -96,7 +110,7 @@ def test_boot_ci_brackets_the_mean_and_narrows_with_subjects(rb):
     assert hi3 - lo3 < hi1 - lo1
     # a perfect score is not known exactly: the Wilson interval over the 300 stimuli
     lo, hi = rb.boot_ci(np.ones((3, 300)), seed=0)
-    assert hi == pytest.approx(1.0) and 0.98 < lo < 0.995
+    assert hi == 1.0 and 0.98 < lo < 0.995
 
 
 def test_multi_cell_scores_every_model_on_the_same_subjects(rb, features):

@@ -360,6 +360,26 @@ def bootstrap_ci(values: Sequence[float], n_boot: int = 1000, seed: int = 0,
     return [float(np.quantile(means, a)), float(np.quantile(means, 1 - a))]
 
 
+def mean_ci(values: Sequence[float], n_boot: int = 1000, seed: int = 0, *,
+            binary: bool = False) -> list[float]:
+    """95% CI of the mean of per-item scores: :func:`bootstrap_ci`, or, for 0/1 scores
+    (``binary``: e.g. "is the shape named", a hit, averaged over subjects) at their bound
+    (every item 0, or every item 1, where a bootstrap has zero width), the Wilson interval
+    of that count over the items (:func:`~braindecode_kit.evaluate.binomial_ci`).
+
+    Examples
+    --------
+    >>> [round(v, 4) for v in mean_ci([1.0] * 300, binary=True)]
+    [0.9874, 1.0]
+    """
+    from .retrieval import binomial_ci
+
+    v = np.asarray(values, np.float64)
+    if binary and v.size and (np.all(v == 0.0) or np.all(v == 1.0)):
+        return binomial_ci(float(v[0]), len(v))
+    return bootstrap_ci(v, n_boot, seed=seed)
+
+
 def caption_comparison(brain: dict[str, Any], captioner: dict[str, Any]) -> dict[str, Any]:
     """MindEye2's convention, named explicitly: ``brain_vs_references`` (captions from
     brain-decoded embeddings against the references), ``captioner_vs_references`` (the

@@ -142,7 +142,8 @@ def binomial_ci(p: float, n: int, z: float = 1.96) -> list[float]:
     z2 = z * z
     centre = (p + z2 / (2 * n)) / (1 + z2 / n)
     half = z / (1 + z2 / n) * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
-    return [max(0.0, centre - half), min(1.0, centre + half)]
+    # clipped so that it holds p itself (at p = 1 the sum rounds to 1 - 1e-16)
+    return [min(p, max(0.0, centre - half)), max(p, min(1.0, centre + half))]
 
 
 def draw_ci(draws: Any, n_candidates: int) -> list[float]:

@@ -10,8 +10,8 @@ and ``metrics[<kind>]["caption"]``. Metrics are computed per subject against the
 references (CIDEr-D's idf depends on the scored corpus), then averaged over subjects; CIs
 are percentile bootstraps over test stimuli of the per-stimulus scores averaged over
 subjects (a 0/1 reading at its bound, e.g. every image's shape named by every subject:
-the Wilson interval over the images, :func:`item_ci`), and ``decoder_minus_ridge`` is the
-paired bootstrap of the difference.
+the Wilson interval over the images: ``evaluate.caption_metrics.mean_ci``), and
+``decoder_minus_ridge`` is the paired bootstrap of the difference.
 """
 
 from __future__ import annotations
@@ -49,20 +49,6 @@ CI_METRICS = ("shape_named", "colour_named", "clip_s", "refclip_s", "cider_d", "
 ALL = ALL_METRICS
 #: the 0/1 readings among them (is the attribute named in the caption)
 READINGS = ("shape_named", "colour_named")
-
-
-def item_ci(values: np.ndarray, n_boot: int, seed: int, *, reading: bool) -> list[float]:
-    """95% CI of the mean of per-image scores: the percentile bootstrap over images, or,
-    for a 0/1 reading (``reading``: :data:`READINGS`) at its bound (every image scores 0,
-    or every image 1, where the bootstrap has zero width), the Wilson interval of that
-    count over the images."""
-    from ...evaluate import binomial_ci
-    from ...evaluate.caption_metrics import bootstrap_ci
-
-    v = np.asarray(values, np.float64)
-    if reading and v.size and (np.all(v == 0.0) or np.all(v == 1.0)):
-        return binomial_ci(float(v[0]), len(v))
-    return bootstrap_ci(v, n_boot, seed=seed)
 
 
 def _captioner(ctx: RunContext, train_ids: list[str]):
@@ -129,7 +115,7 @@ def _score(ctx: RunContext, captions: list[str], refs, images: np.ndarray, truth
 def _caption_kind(ctx: RunContext, kind: str) -> tuple[dict[str, Any], list[str]]:
     import pandas as pd
 
-    from ...evaluate.caption_metrics import bootstrap_ci
+    from ...evaluate.caption_metrics import bootstrap_ci, mean_ci
 
     t0 = time.perf_counter()
     cc = ctx.config.caption
@@ -182,8 +168,8 @@ def _caption_kind(ctx: RunContext, kind: str) -> tuple[dict[str, Any], list[str]
         items[route] = {k: np.mean([it[k] for it in its], axis=0) for k in its[0]}
         for k in CI_METRICS:
             if k in items[route]:
-                mean[f"{k}_ci"] = item_ci(items[route][k], cc.n_boot, seed=ctx.seed,
-                                          reading=k in READINGS)
+                mean[f"{k}_ci"] = mean_ci(items[route][k], cc.n_boot, seed=ctx.seed,
+                                          binary=k in READINGS)
         unavailable = {k: v for k, v in ms[0].items() if isinstance(v, dict)}
         metrics[route] = {**mean, **({"unavailable": unavailable} if unavailable else {})}
     diff = {}
