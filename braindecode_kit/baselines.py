@@ -19,10 +19,39 @@ from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.model_selection import GroupKFold, KFold
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-__all__ = ["DEFAULT_ALPHAS", "RidgeDecoder"]
+__all__ = ["DEFAULT_ALPHAS", "RETRIEVAL_WHITEN", "RidgeDecoder", "whitening_matrix"]
 
 DEFAULT_ALPHAS = np.logspace(-1, 7, 17)
 """The alpha grid used when ``alphas=None``: 0.1 to 1e7, half a decade apart."""
+
+RETRIEVAL_WHITEN = (None, 0.1, 0.03, 0.01, 0.003, 0.001)
+"""The target-whitening shrinkages a retrieval ridge chooses among (``None``: none); see
+:class:`RidgeDecoder`'s ``whiten``."""
+
+
+def whitening_matrix(Y: np.ndarray, shrinkage: float) -> np.ndarray:
+    """The inverse of the targets' covariance shrunk toward the identity,
+    ``(cov(Y) + shrinkage * lambda_max I)^-1``, scaled to a mean eigenvalue of 1.
+
+    Multiplying a centred prediction by it scores candidates by a Mahalanobis inner
+    product in the target space: the few high-variance directions of an embedding no
+    longer decide a cosine alone (the whitening of descriptors for retrieval, e.g. Jegou &
+    Chum 2012). ``shrinkage`` 0 is the plain inverse; larger values whiten less.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> Y = np.random.default_rng(0).standard_normal((500, 3)) * [10.0, 1.0, 1.0]
+    >>> M = whitening_matrix(Y, 0.0) @ np.cov(Y, rowvar=False, bias=True)
+    >>> bool(np.allclose(M / M[0, 0], np.eye(3)))
+    True
+    """
+    Y = np.asarray(Y, dtype=np.float64)
+    Yc = Y - Y.mean(axis=0)
+    lam, vec = np.linalg.eigh(Yc.T @ Yc / len(Yc))
+    lam = np.clip(lam, 0.0, None)
+    inv = 1.0 / np.maximum(lam + float(shrinkage) * lam.max(), 1e-12 * max(lam.max(), 1e-300))
+    return (vec * (inv / inv.mean())) @ vec.T
 
 
 class _EigenRidge:
@@ -163,6 +192,20 @@ class RidgeDecoder(RegressorMixin, BaseEstimator):
         (or one per target with ``per_target_alpha``).
     random_state : int | None
         Seed of the K-fold shuffle.
+    scoring : {"mse", "rank"}
+        What cross-validation chooses alpha (and ``whiten``) by: ``"mse"``, the mean squared
+        error of the predictions (the ridge of the decoding literature); ``"rank"``, the
+        mean percentile rank of each training stimulus among all of them when its
+        out-of-fold predictions (averaged over its rows of the same ``groups`` label, as
+        test repetitions are averaged) are compared with every stimulus's target by cosine:
+        a ridge chosen for retrieval. It needs 2-D targets and one alpha for all.
+    whiten : float | sequence of (float or None) | None
+        Make predictions retrieval queries: the centred raw prediction multiplied by
+        :func:`whitening_matrix` of the training targets with this shrinkage (smaller:
+        stronger). With a sequence (e.g. :data:`RETRIEVAL_WHITEN`; ``None`` in it: no
+        whitening) ``scoring="rank"`` chooses one. Whitened predictions are not estimates
+        of the embeddings (they are centred and re-weighted: ``restandardize`` does not
+        apply to them); keep ``None`` for anything but retrieval by cosine.
 
     Attributes
     ----------
@@ -177,6 +220,11 @@ class RidgeDecoder(RegressorMixin, BaseEstimator):
     intercept_ : ndarray | float
     cv_errors_ : ndarray, shape (n_alphas, n_targets)
         Mean squared validation error per alpha and target.
+    whiten_ : float | None
+        The whitening shrinkage used by :meth:`predict` (None: none).
+    cv_ranks_ : ndarray, shape (n_alphas, n_whiten)
+        With ``scoring="rank"``: the validation mean percentile rank of every alpha and
+        ``whiten`` candidate.
     y_mean_, y_scale_, pred_mean_, pred_scale_ : ndarray
         Statistics used to re-standardise predictions.
     estimators_ : dict
@@ -194,7 +242,11 @@ class RidgeDecoder(RegressorMixin, BaseEstimator):
         per_target_alpha: bool = False,
         target_groups: Sequence[Any] | np.ndarray | None = None,
         random_state: int | None = 0,
+        scoring: str = "mse",
+        whiten: float | Sequence[float | None] | None = None,
     ) -> None:
+        self.scoring = scoring
+        self.whiten = whiten
         self.alphas = alphas
         self.cv = cv
         self.standardize_X = standardize_X
@@ -249,6 +301,7 @@ class RidgeDecoder(RegressorMixin, BaseEstimator):
             self.estimators_[subject] = est
         self.subjects_ = list(parts)
         self.alpha_ = {s: e.alpha_ for s, e in self.estimators_.items()}
+        self.whiten_ = {s: e.whiten_ for s, e in self.estimators_.items()}
         return self
 
     def _check_params(self) -> None:
@@ -271,7 +324,29 @@ class RidgeDecoder(RegressorMixin, BaseEstimator):
         if self.target_groups is not None and self.per_target_alpha:
             raise ValueError("'target_groups' and 'per_target_alpha=True' both set how "
                              "alphas are shared: give one of them.")
+        if self.scoring not in ("mse", "rank"):
+            raise ValueError("Invalid value for the 'scoring' parameter. Allowed values are "
+                             f"'mse', 'rank', but got {self.scoring!r} instead.")
+        whitens = self.whiten
+        if whitens is None or isinstance(whitens, int | float | np.floating | np.integer):
+            whitens = [whitens]
+        elif isinstance(whitens, str) or not hasattr(whitens, "__len__") or not len(whitens):
+            raise ValueError("'whiten' must be None, a shrinkage >= 0 or a non-empty list of "
+                             f"them (None: no whitening), got {self.whiten!r}.")
+        whitens = list(whitens)
+        for w in whitens:
+            if w is not None and (isinstance(w, bool) or not isinstance(
+                    w, int | float | np.floating | np.integer) or not np.isfinite(w) or w < 0):
+                raise ValueError(f"'whiten' values must be None or finite shrinkages >= 0, "
+                                 f"got {w!r} in {self.whiten!r}.")
+        if len(whitens) > 1 and self.scoring != "rank":
+            raise ValueError(f"'whiten' gives {len(whitens)} candidates; choosing among them "
+                             "needs scoring='rank'.")
+        if self.scoring == "rank" and (self.per_target_alpha or self.target_groups is not None):
+            raise ValueError("scoring='rank' chooses one alpha for all targets: leave "
+                             "'per_target_alpha' and 'target_groups' unset.")
         self._alphas = alphas
+        self._whitens = [None if w is None else float(w) for w in whitens]
 
     def _fit_single(self, X: Any, Y: Any, groups: Any) -> None:
         self._check_params()
@@ -315,7 +390,13 @@ class RidgeDecoder(RegressorMixin, BaseEstimator):
         else:
             errors, oof_for = self._kfold(Xs, Y2, gram, primal, alphas, groups)
             full = None
-        if self.per_target_alpha:
+        whiten, ranks = self._whitens[0], None
+        if self.scoring == "rank":
+            if one_d or Y2.shape[1] < 2:
+                raise ValueError("scoring='rank' retrieves by cosine: it needs targets of at "
+                                 f"least 2 dimensions, got {Y2.shape[1]}.")
+            alpha, whiten, ranks = self._choose_by_rank(oof_for, Y2, groups, alphas)
+        elif self.per_target_alpha:
             alpha = alphas[np.argmin(errors, axis=0)]
         elif tgroups is not None:
             alpha = np.empty(Y2.shape[1])
@@ -335,12 +416,50 @@ class RidgeDecoder(RegressorMixin, BaseEstimator):
         intercept = y_mean - x_mean @ coef
         self.alpha_ = alpha
         self.cv_errors_ = errors
+        self.whiten_ = whiten
+        self.whitening_ = None if whiten is None else whitening_matrix(Y2, whiten)
+        if ranks is not None:
+            self.cv_ranks_ = ranks
         self.coef_ = coef.T[0] if one_d else coef.T
         self.intercept_ = float(intercept[0]) if one_d else intercept
         self.x_mean_, self.x_scale_ = x_mean, x_scale
         self.y_mean_, self.y_scale_ = y_mean, _scale_or_one(Y2.std(axis=0))
         self.pred_mean_, self.pred_scale_ = oof.mean(axis=0), _scale_or_one(oof.std(axis=0))
         self._one_d = one_d
+
+    def _choose_by_rank(self, oof_for, Y, groups, alphas):
+        """(alpha, whiten, ranks): the pair whose out-of-fold predictions, averaged per
+        group, rank their own stimulus highest among all training stimuli (cosine)."""
+        from .evaluate.retrieval import percentile_rank
+        from .splits import average_by_stimulus
+
+        labels = np.arange(len(Y)) if groups is None else np.unique(
+            np.asarray(groups), return_inverse=True)[1].reshape(-1)
+        truth, _ = average_by_stimulus(Y, labels)
+        if len(truth) < 2:
+            raise ValueError("scoring='rank' needs at least 2 distinct training stimuli.")
+        mats = {w: whitening_matrix(Y, w) for w in self._whitens if w is not None}
+        ranks = np.empty((len(alphas), len(self._whitens)))
+        for i, a in enumerate(alphas):
+            oof = oof_for(float(a))
+            for j, w in enumerate(self._whitens):
+                q = self._transform(oof, w, mats.get(w), Y.mean(axis=0), _scale_or_one(
+                    Y.std(axis=0)), oof.mean(axis=0), _scale_or_one(oof.std(axis=0)))
+                ranks[i, j] = percentile_rank(average_by_stimulus(q, labels)[0], truth)
+        i, j = np.unravel_index(int(np.argmax(ranks)), ranks.shape)
+        return float(alphas[i]), self._whitens[j], ranks
+
+    def _transform(self, raw, whiten, matrix, y_mean, y_scale, pred_mean, pred_scale):
+        """Raw ridge outputs -> predictions (re-standardised, or whitened queries)."""
+        if whiten is not None:
+            return (raw - y_mean) @ matrix
+        if self.restandardize is True:
+            return (raw - pred_mean) / pred_scale * y_scale + y_mean
+        if self.restandardize == "batch":
+            if len(raw) < 2:
+                raise ValueError("restandardize='batch' needs at least 2 rows to predict.")
+            return (raw - raw.mean(axis=0)) / _scale_or_one(raw.std(axis=0)) * y_scale + y_mean
+        return raw
 
     def _loo(self, Xs, Y, Yc, gram, primal, alphas):
         full = _EigenRidge(gram, Xs.T @ Yc if primal else Yc, primal)
@@ -468,16 +587,9 @@ class RidgeDecoder(RegressorMixin, BaseEstimator):
         X = np.asarray(X, dtype=np.float64)
         coef = self.coef_.reshape(1, -1) if self._one_d else self.coef_
         raw = X @ coef.T + self.intercept_
-        if self.restandardize is True:
-            out = (raw - self.pred_mean_) / self.pred_scale_ * self.y_scale_ + self.y_mean_
-        elif self.restandardize == "batch":
-            if len(raw) < 2:
-                raise ValueError("restandardize='batch' needs at least 2 rows to predict.")
-            out = (raw - raw.mean(axis=0)) / _scale_or_one(raw.std(axis=0)) * self.y_scale_ + (
-                self.y_mean_
-            )
-        else:
-            out = raw
+        out = self._transform(raw, getattr(self, "whiten_", None),
+                              getattr(self, "whitening_", None), self.y_mean_, self.y_scale_,
+                              self.pred_mean_, self.pred_scale_)
         return out[:, 0] if self._one_d else out
 
     # ------------------------------------------------------------------ subjects

@@ -19,20 +19,32 @@ from sklearn.utils.validation import check_array, check_is_fitted
 
 from ._checks import check_option
 from ._docs import fill_doc
+from .baselines import RETRIEVAL_WHITEN
 from .evaluate.retrieval import percentile_rank, percentile_ranks, row_cosine
 
-__all__ = ["ANCHOR_WEIGHTS", "SEARCHABLE", "ContrastiveDecoder", "blend_predictions",
+__all__ = ["ANCHOR_RIDGE", "ANCHOR_WEIGHTS", "SEARCHABLE", "ContrastiveDecoder", "blend_predictions",
            "choose_anchor_weight"]
 
 #: weights of the network against the ridge tried by ``ridge_anchor`` (0: the ridge alone,
 #: inf: the network alone)
 ANCHOR_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, float("inf"))
+#: the settings of the ridge a prediction is anchored to (``anchor_ridge=None``): a ridge
+#: chosen for retrieval, alpha and target whitening by cross-validated percentile rank
+#: (``benchmarks/robustness.py``: the MSE-chosen alpha is too small for retrieval at
+#: NSD-like noise, and whitening helps where the embedding's variance is uneven)
+ANCHOR_RIDGE = {"scoring": "rank", "whiten": RETRIEVAL_WHITEN}
 #: the fewest validation (and training) stimuli the anchor's choice is made on
 MIN_ANCHOR_STIMULI = 10
 #: the parameters ``search`` may choose (those of the network and its training)
 SEARCHABLE = ("d_shared", "n_blocks", "dropout", "adapter_dropout", "epochs", "lr",
               "weight_decay", "adapter_weight_decay", "temperature", "mse_weight",
               "schedule", "batch_size")
+
+
+def _plain(v: Any) -> Any:
+    """A float, or a list of them (one alpha per target)."""
+    v = np.asarray(v, dtype=float)
+    return float(v) if v.ndim == 0 else v.tolist()
 
 
 def _unit(a: np.ndarray) -> np.ndarray:
@@ -163,6 +175,12 @@ class ContrastiveDecoder(BaseEstimator):
         mean percentile rank of the true stimulus. The ridge is then refitted on all
         training trials. Needs ``val_fraction > 0``; without enough validation stimuli
         the network is used alone (logged).
+    anchor_ridge : dict or None
+        The settings of that ridge (:class:`~braindecode_kit.RidgeDecoder` parameters).
+        ``None``: :data:`ANCHOR_RIDGE`, a ridge chosen for retrieval (alpha and the
+        whitening of its predictions by cross-validated percentile rank, grouped by
+        stimulus); ``{}``: the plain ridge of the decoding literature (alpha by squared
+        error), the baseline the decoder is compared with.
     anchor_rule : {"one_se", "best"}
         How the anchor's weight is chosen (see :func:`choose_anchor_weight`):
         ``"one_se"`` keeps the weight closest to the ridge whose validation score is
@@ -242,6 +260,7 @@ class ContrastiveDecoder(BaseEstimator):
         decoder_kwargs: dict | None = None,
         modality: str | None = None,
         ridge_anchor: bool = True,
+        anchor_ridge: dict | None = None,
         anchor_rule: str = "one_se",
         search: dict | None = None,
         search_budget_s: float | None = None,
@@ -269,6 +288,7 @@ class ContrastiveDecoder(BaseEstimator):
         self.decoder_kwargs = decoder_kwargs
         self.modality = modality
         self.ridge_anchor = ridge_anchor
+        self.anchor_ridge = anchor_ridge
         self.anchor_rule = anchor_rule
         self.search = search
         self.search_budget_s = search_budget_s
@@ -560,17 +580,23 @@ class ContrastiveDecoder(BaseEstimator):
                                      "skipped": True}
             return
         flat = x.reshape(len(x), -1)
+        settings = ANCHOR_RIDGE if self.anchor_ridge is None else self.anchor_ridge
+        if not isinstance(settings, dict):
+            raise ValueError(f"anchor_ridge must be a dict of RidgeDecoder parameters or None, "
+                             f"got {settings!r}.")
         # the same training stimuli as the network's
-        ridge = RidgeDecoder().fit(flat[~held], y[~held], groups=groups[~held])
+        ridge = RidgeDecoder(**settings).fit(flat[~held], y[~held], groups=groups[~held])
         vals = np.flatnonzero(sel)
         r_val, uniq = average_by_stimulus(ridge.predict(flat[vals]), groups[vals])
         d_val, _ = average_by_stimulus(self.decoder_.predict(x[vals], subject=subject),
                                        groups[vals])
         truth, _ = average_by_stimulus(y[vals], groups[vals])
         weight, scores = choose_anchor_weight(r_val, d_val, truth, rule=self.anchor_rule)
-        self.ridges_[subject] = RidgeDecoder().fit(flat, y, groups=groups)
+        self.ridges_[subject] = RidgeDecoder(**settings).fit(flat, y, groups=groups)
         self.anchor_[subject] = {"weight": weight, "scores": scores, "rule": self.anchor_rule,
-                                 "n_val_stimuli": int(len(uniq)), "skipped": False}
+                                 "n_val_stimuli": int(len(uniq)), "skipped": False,
+                                 "ridge": {"alpha": _plain(self.ridges_[subject].alpha_),
+                                           "whiten": self.ridges_[subject].whiten_}}
         logger.info("ridge anchor of %s: weight %s (validation percentile rank %.4f; ridge "
                     "alone %.4f, network alone %.4f, %d stimuli)", subject, weight,
                     scores[str(weight)], scores["0.0"], scores["inf"], len(uniq))

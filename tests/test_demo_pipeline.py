@@ -101,6 +101,7 @@ def test_the_decoder_route_is_the_network_anchored_to_ridge(run):
     """decoder = unit(ridge) + w unit(network), w chosen on validation stimuli that are
     neither test stimuli nor trained on, by rank for retrieval and by cosine for the
     generation route; the network alone is reported beside it."""
+    from braindecode_kit.baselines import RETRIEVAL_WHITEN
     from braindecode_kit.estimators import ANCHOR_WEIGHTS, blend_predictions
     from braindecode_kit.splits import split_train_val
     from braindecode_kit.trialset import TrialSet
@@ -120,6 +121,13 @@ def test_the_decoder_route_is_the_network_anchored_to_ridge(run):
         assert {r: a["head"] for r, a in routes.items()} == {
             "decoder": "image", "decoder_generation": "generation"}
         network = {"decoder": "network", "decoder_generation": "network_generation"}
+        # retrieval anchors to the retrieval ridge (its own predictions, saved beside),
+        # generation to the baseline's ridge
+        linear = {"decoder": "linear_anchor", "decoder_generation": "ridge"}
+        assert {r: a["ridge"] for r, a in routes.items()} == {
+            "decoder": "retrieval", "decoder_generation": "mse"}
+        choice = routes["decoder"]["retrieval_ridge"]
+        assert choice["whiten"] in RETRIEVAL_WHITEN and choice["alpha"] > 0
         for route, a in routes.items():
             assert a["weight"] in ANCHOR_WEIGHTS and not a["skipped"]
             assert set(a["scores"]) == {str(w) for w in ANCHOR_WEIGHTS}
@@ -127,14 +135,16 @@ def test_the_decoder_route_is_the_network_anchored_to_ridge(run):
             assert a["scores"][str(a["weight"])] == max(a["scores"].values())
             assert a["n_val_stimuli"] == len(set(val.stimulus_ids)) >= 10
             np.testing.assert_allclose(
-                pred(route, s), blend_predictions(pred("ridge", s), pred(network[route], s),
-                                                  a["weight"]), rtol=1e-5, atol=1e-6)
+                pred(route, s), blend_predictions(pred(linear[route], s),
+                                                  pred(network[route], s), a["weight"]),
+                rtol=1e-5, atol=1e-6)
         # the two heads are different outputs
         assert not np.allclose(pred("network", s), pred("network_generation", s))
         cos = f["per_subject"][s]["cosine"]
         assert set(cos) == {"decoder_generation", "network_generation", "network", "ridge"}
         assert all(-1 <= v <= 1 for v in cos.values())
-    assert {"top1", "ci", "top5"} <= set(f["network"])
+    assert {"top1", "ci", "top5"} <= set(f["network"]) and {"top1", "ci"} <= set(
+        f["linear_anchor"])
     # the regression head lies closer to the true embeddings than the contrastive one
     assert f["cosine"]["network_generation"] > f["cosine"]["network"]
     # anchoring keeps what validation supports: far from losing to its own parts

@@ -6,6 +6,7 @@ import pytest
 from _decoding_data import make_problem
 
 from braindecode_kit import ContrastiveDecoder, RidgeDecoder
+from braindecode_kit.baselines import RETRIEVAL_WHITEN
 from braindecode_kit.estimators import ANCHOR_WEIGHTS
 
 FAST = dict(epochs=6, batch_size=16, d_shared=32, n_blocks=1, patience=None)
@@ -54,9 +55,10 @@ def test_a_network_that_learns_nothing_is_outvoted_by_the_ridge(problem):
     est = ContrastiveDecoder(**FAST, lr=1e-9, val_fraction=0.4).fit(problem["X_train"],
                                                                     problem["Y_train"])
     assert est.anchor_["sub-0"]["weight"] <= 0.25
-    ridge = RidgeDecoder().fit(problem["X_train"], problem["Y_train"],
-                               groups=_rows_of(problem["Y_train"],
-                                               np.unique(problem["Y_train"], axis=0)))
+    ridge = est.ridges_["sub-0"]
+    # the anchor is a ridge chosen for retrieval: alpha and whitening by validation rank
+    assert ridge.scoring == "rank" and ridge.cv_ranks_.shape[1] == len(RETRIEVAL_WHITEN)
+    assert est.anchor_["sub-0"]["ridge"] == {"alpha": ridge.alpha_, "whiten": ridge.whiten_}
     ours = est.score(problem["X_test"], problem["Y_test"])
     pred = ridge.predict(problem["X_test"])
     # the anchored prediction is (nearly) the ridge's direction
@@ -74,3 +76,17 @@ def test_without_validation_stimuli_the_network_is_used_alone(problem):
     assert est.anchor_["sub-0"]["skipped"] and est.ridges_ == {}
     np.testing.assert_array_equal(est.predict(problem["X_test"]),
                                   est.decoder_.predict(problem["X_test"], subject="sub-0"))
+
+
+def test_the_plain_ridge_anchor_is_one_setting_away(problem):
+    # anchor_ridge={} anchors to the baseline's own ridge (alpha by squared error)
+    est = ContrastiveDecoder(**FAST, lr=1e-9, val_fraction=0.4, anchor_ridge={}).fit(
+        problem["X_train"], problem["Y_train"])
+    ridge = est.ridges_["sub-0"]
+    assert ridge.scoring == "mse" and ridge.whiten_ is None
+    groups = _rows_of(problem["Y_train"], np.unique(problem["Y_train"], axis=0))
+    plain = RidgeDecoder().fit(problem["X_train"], problem["Y_train"], groups=groups)
+    assert ridge.alpha_ == plain.alpha_
+    with pytest.raises(ValueError, match="anchor_ridge must be a dict"):
+        ContrastiveDecoder(**FAST, val_fraction=0.4, anchor_ridge="rank").fit(
+            problem["X_train"], problem["Y_train"])

@@ -501,6 +501,12 @@ class EvaluateConfig(_Section):
         "subject's ridge, unit(ridge) + w unit(network), w chosen on the validation stimuli "
         "(so it starts from what the linear baseline knows); the network alone is reported "
         "beside it")
+    anchor_ridge: Literal["retrieval", "mse"] = Field(
+        "retrieval", description="the ridge that retrieval is anchored to: 'retrieval', one "
+        "whose alpha and prediction whitening are chosen by cross-validated retrieval rank "
+        "on the training stimuli (estimators.ANCHOR_RIDGE; reported alone as "
+        "'linear_anchor'); 'mse', the baseline's own ridge (alpha by squared error). "
+        "Captions and reconstructions always anchor to the baseline's ridge")
 
 
 class ReportConfig(_Section):

@@ -66,6 +66,15 @@ def _choose_anchors(ctx: RunContext, kind: str, ts, decoder, subject: str, test_
                         "head": route_head(decoder, route), "n_val_stimuli": vals.n_trials,
                         "skipped": True}
                 for route, c in ANCHOR_CRITERIA.items()}
+    retrieval_ridge = None
+    if ctx.config.evaluate.anchor_ridge == "retrieval":
+        from ...estimators import ANCHOR_RIDGE
+
+        # retrieval is anchored to a ridge chosen for retrieval (alpha and the whitening
+        # of its predictions by cross-validated rank on these training stimuli)
+        retrieval_ridge = RidgeDecoder(**ANCHOR_RIDGE).fit(
+            np.asarray(trains.data, dtype=np.float32), targets.loc(trains.stimulus_ids).image,
+            groups=trains.stimulus_ids)
     alpha = ((ctx.metrics.get(kind) or {}).get("ridge_alpha") or {}).get(subject)
     # the ridge stage's alpha, refitted without the validation stimuli
     ridge = RidgeDecoder(alphas=None if alpha is None else [alpha],
@@ -80,10 +89,31 @@ def _choose_anchors(ctx: RunContext, kind: str, ts, decoder, subject: str, test_
     out = {}
     for route, criterion in ANCHOR_CRITERIA.items():
         head = heads[route]
-        weight, scores = choose_anchor_weight(r_val, d_val[head], truth, criterion=criterion)
+        linear = (retrieval_ridge.predict(x_val) if route == "decoder" and retrieval_ridge
+                  is not None else r_val)
+        weight, scores = choose_anchor_weight(linear, d_val[head], truth, criterion=criterion)
         out[route] = {"weight": weight, "criterion": criterion, "scores": scores,
-                      "head": head, "n_val_stimuli": vals.n_trials, "skipped": False}
+                      "head": head, "n_val_stimuli": vals.n_trials, "skipped": False,
+                      "ridge": "retrieval" if linear is not r_val else "mse"}
+        if linear is not r_val:
+            out[route]["retrieval_ridge"] = {"alpha": float(retrieval_ridge.alpha_),
+                                             "whiten": retrieval_ridge.whiten_}
     return out
+
+
+def _retrieval_ridge_predictions(ctx: RunContext, ts, x_test: np.ndarray,
+                                 choice: dict) -> np.ndarray:
+    """The retrieval ridge with the ``choice`` (alpha, whitening) its cross-validation made
+    on the anchor's training stimuli, refitted on every training trial (as the ridge stage
+    fits its own), and its predictions of the test trials."""
+    from ...baselines import RidgeDecoder
+
+    targets = get_targets(ctx)
+    train = ts.select(split="train")
+    ridge = RidgeDecoder(alphas=[choice["alpha"]], whiten=choice["whiten"], cv=2).fit(
+        np.asarray(train.data, dtype=np.float32), targets.loc(train.stimulus_ids).image,
+        groups=train.stimulus_ids)
+    return ridge.predict(x_test)
 
 
 def _evaluate(ctx: RunContext, kind: str) -> tuple[dict[str, Any], list[str]]:
@@ -101,6 +131,7 @@ def _evaluate(ctx: RunContext, kind: str) -> tuple[dict[str, Any], list[str]]:
     topk: dict[str, list] = {"decoder": [], "ridge": []}
     if anchored:
         per["network"], topk["network"] = [], []
+        per["linear_anchor"], topk["linear_anchor"] = [], []
     anchors: dict[str, Any] = {}
     gen_head = route_head(decoder, "decoder_generation")
     per_subject: dict[str, Any] = {}
@@ -117,7 +148,12 @@ def _evaluate(ctx: RunContext, kind: str) -> tuple[dict[str, Any], list[str]]:
         if anchored:
             anchors[s] = _choose_anchors(ctx, kind, trialsets[s], decoder, s,
                                          list(test.stimulus_ids))
-            preds["decoder"] = blend_predictions(pred_ridge, pred_net,
+            linear = pred_ridge
+            if anchors[s]["decoder"].get("ridge") == "retrieval":
+                linear = _retrieval_ridge_predictions(ctx, trialsets[s], x_test,
+                                                      anchors[s]["decoder"]["retrieval_ridge"])
+                preds["linear_anchor"] = linear
+            preds["decoder"] = blend_predictions(linear, pred_net,
                                                  anchors[s]["decoder"]["weight"])
             preds["network"] = pred_net
             # the generation route (captions, reconstructions): saved, not a retrieval row
@@ -248,6 +284,8 @@ def _report_kind(ctx: RunContext, report, kind: str, fm: dict[str, Any]) -> None
     k = cfg.evaluate.topk
     for name, label in [("decoder", "contrastive decoder (ours)"),
                         ("network", "its network alone (before the ridge anchor)"),
+                        ("linear_anchor", "its linear anchor alone (ridge chosen for "
+                                          "retrieval, whitened)"),
                         ("ridge", "ridge (baseline)"),
                         ("oracle", "oracle (simulator, Bayes-optimal)")]:
         if name in fm:
@@ -260,11 +298,21 @@ def _report_kind(ctx: RunContext, report, kind: str, fm: dict[str, Any]) -> None
     report.add_table(rows, highlight="contrastive decoder (ours)")
     anchors = fm.get("anchor") or {}
     if anchors:
+        retr = {s: a["decoder"]["retrieval_ridge"] for s, a in anchors.items()
+                if a["decoder"].get("retrieval_ridge")}
         report.add_text(
             "The decoder's prediction is its network's anchored to the subject's ridge: "
             "unit(ridge) + w unit(network), w chosen per subject on the validation stimuli "
-            "the training held out (0: the ridge alone, inf: the network alone), for "
-            "retrieval by the rank of the true stimulus: "
+            "the training held out (0: the ridge alone, inf: the network alone). "
+            + ("For retrieval the ridge is one chosen for retrieval (its alpha and the "
+               "whitening of its predictions by the cross-validated rank of the true "
+               "stimulus among the training stimuli: "
+               + ", ".join(f"sub-{s} alpha {c['alpha']:g}, whitening "
+                           f"{'none' if c['whiten'] is None else c['whiten']}"
+                           for s, c in retr.items())
+               + "), not the baseline's squared-error ridge; it is scored alone above. "
+               if retr else "")
+            + "The weights, for retrieval by the rank of the true stimulus: "
             + ", ".join(f"sub-{s} w = {a['decoder']['weight']:g}" for s, a in anchors.items())
             + "; for captions and reconstructions by the cosine to the true embedding: "
             + ", ".join(f"sub-{s} w = {a['decoder_generation']['weight']:g}"
