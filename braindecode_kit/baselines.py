@@ -46,10 +46,20 @@ def whitening_matrix(Y: np.ndarray, shrinkage: float) -> np.ndarray:
     >>> bool(np.allclose(M / M[0, 0], np.eye(3)))
     True
     """
+    return _whitening(_target_eigh(Y), shrinkage)
+
+
+def _target_eigh(Y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues (clipped at 0) and eigenvectors of the targets' covariance."""
     Y = np.asarray(Y, dtype=np.float64)
     Yc = Y - Y.mean(axis=0)
     lam, vec = np.linalg.eigh(Yc.T @ Yc / len(Yc))
-    lam = np.clip(lam, 0.0, None)
+    return np.clip(lam, 0.0, None), vec
+
+
+def _whitening(eig: tuple[np.ndarray, np.ndarray], shrinkage: float) -> np.ndarray:
+    """:func:`whitening_matrix` from the covariance's eigendecomposition ``eig``."""
+    lam, vec = eig
     inv = 1.0 / np.maximum(lam + float(shrinkage) * lam.max(), 1e-12 * max(lam.max(), 1e-300))
     return (vec * (inv / inv.mean())) @ vec.T
 
@@ -390,12 +400,12 @@ class RidgeDecoder(RegressorMixin, BaseEstimator):
         else:
             errors, oof_for = self._kfold(Xs, Y2, gram, primal, alphas, groups)
             full = None
-        whiten, ranks = self._whitens[0], None
+        whiten, ranks, whitening = self._whitens[0], None, None
         if self.scoring == "rank":
             if one_d or Y2.shape[1] < 2:
                 raise ValueError("scoring='rank' retrieves by cosine: it needs targets of at "
                                  f"least 2 dimensions, got {Y2.shape[1]}.")
-            alpha, whiten, ranks = self._choose_by_rank(oof_for, Y2, groups, alphas)
+            alpha, whiten, whitening, ranks = self._choose_by_rank(oof_for, Y2, groups, alphas)
         elif self.per_target_alpha:
             alpha = alphas[np.argmin(errors, axis=0)]
         elif tgroups is not None:
@@ -405,6 +415,8 @@ class RidgeDecoder(RegressorMixin, BaseEstimator):
                 alpha[cols] = alphas[int(np.argmin(errors[:, cols].mean(axis=1)))]
         else:
             alpha = float(alphas[int(np.argmin(errors.mean(axis=1)))])
+        if whitening is None and whiten is not None:  # one shrinkage given, nothing to choose
+            whitening = whitening_matrix(Y2, whiten)
         oof = oof_for(alpha)
         if full is not None:  # leave-one-out already decomposed the full data
             W = full.weights(alpha)
@@ -417,7 +429,7 @@ class RidgeDecoder(RegressorMixin, BaseEstimator):
         self.alpha_ = alpha
         self.cv_errors_ = errors
         self.whiten_ = whiten
-        self.whitening_ = None if whiten is None else whitening_matrix(Y2, whiten)
+        self.whitening_ = whitening
         if ranks is not None:
             self.cv_ranks_ = ranks
         self.coef_ = coef.T[0] if one_d else coef.T
@@ -428,8 +440,9 @@ class RidgeDecoder(RegressorMixin, BaseEstimator):
         self._one_d = one_d
 
     def _choose_by_rank(self, oof_for, Y, groups, alphas):
-        """(alpha, whiten, ranks): the pair whose out-of-fold predictions, averaged per
-        group, rank their own stimulus highest among all training stimuli (cosine)."""
+        """(alpha, whiten, its whitening matrix or None, ranks): the pair whose out-of-fold
+        predictions, averaged per group, rank their own stimulus highest among all
+        training stimuli (cosine)."""
         from .evaluate.retrieval import percentile_rank
         from .splits import average_by_stimulus
 
@@ -438,21 +451,24 @@ class RidgeDecoder(RegressorMixin, BaseEstimator):
         truth, _ = average_by_stimulus(Y, labels)
         if len(truth) < 2:
             raise ValueError("scoring='rank' needs at least 2 distinct training stimuli.")
-        mats = {w: whitening_matrix(Y, w) for w in self._whitens if w is not None}
+        eig = _target_eigh(Y)  # one decomposition for every shrinkage
+        mats = [None if w is None else _whitening(eig, w) for w in self._whitens]
+        y_mean, y_scale = Y.mean(axis=0), _scale_or_one(Y.std(axis=0))
         ranks = np.empty((len(alphas), len(self._whitens)))
         for i, a in enumerate(alphas):
             oof = oof_for(float(a))
-            for j, w in enumerate(self._whitens):
-                q = self._transform(oof, w, mats.get(w), Y.mean(axis=0), _scale_or_one(
-                    Y.std(axis=0)), oof.mean(axis=0), _scale_or_one(oof.std(axis=0)))
+            p_mean, p_scale = oof.mean(axis=0), _scale_or_one(oof.std(axis=0))
+            for j, m in enumerate(mats):
+                q = self._transform(oof, m, y_mean, y_scale, p_mean, p_scale)
                 ranks[i, j] = percentile_rank(average_by_stimulus(q, labels)[0], truth)
         i, j = np.unravel_index(int(np.argmax(ranks)), ranks.shape)
-        return float(alphas[i]), self._whitens[j], ranks
+        return float(alphas[i]), self._whitens[j], mats[j], ranks
 
-    def _transform(self, raw, whiten, matrix, y_mean, y_scale, pred_mean, pred_scale):
-        """Raw ridge outputs -> predictions (re-standardised, or whitened queries)."""
-        if whiten is not None:
-            return (raw - y_mean) @ matrix
+    def _transform(self, raw, whitening, y_mean, y_scale, pred_mean, pred_scale):
+        """Raw ridge outputs -> predictions: whitened retrieval queries when a
+        ``whitening`` matrix is given, else re-standardised as ``restandardize`` says."""
+        if whitening is not None:
+            return (raw - y_mean) @ whitening
         if self.restandardize is True:
             return (raw - pred_mean) / pred_scale * y_scale + y_mean
         if self.restandardize == "batch":
@@ -587,8 +603,7 @@ class RidgeDecoder(RegressorMixin, BaseEstimator):
         X = np.asarray(X, dtype=np.float64)
         coef = self.coef_.reshape(1, -1) if self._one_d else self.coef_
         raw = X @ coef.T + self.intercept_
-        out = self._transform(raw, getattr(self, "whiten_", None),
-                              getattr(self, "whitening_", None), self.y_mean_, self.y_scale_,
+        out = self._transform(raw, self.whitening_, self.y_mean_, self.y_scale_,
                               self.pred_mean_, self.pred_scale_)
         return out[:, 0] if self._one_d else out
 

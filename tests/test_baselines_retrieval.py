@@ -9,7 +9,12 @@ from sklearn.linear_model import Ridge
 from sklearn.model_selection import GroupKFold
 from sklearn.preprocessing import StandardScaler
 
-from braindecode_kit.baselines import RETRIEVAL_WHITEN, RidgeDecoder, whitening_matrix
+from braindecode_kit.baselines import (
+    DEFAULT_ALPHAS,
+    RETRIEVAL_WHITEN,
+    RidgeDecoder,
+    whitening_matrix,
+)
 from braindecode_kit.evaluate import percentile_rank
 
 ALPHAS = np.logspace(-1, 5, 7)
@@ -53,6 +58,7 @@ def test_whitened_predictions_are_the_centred_raw_ones_times_the_whitening_matri
     raw = RidgeDecoder(alphas=[30.0], cv=3, restandardize=False).fit(X, Y, groups=g)
     white = RidgeDecoder(alphas=[30.0], cv=3, whiten=0.01).fit(X, Y, groups=g)
     assert white.whiten_ == 0.01
+    np.testing.assert_array_equal(white.whitening_, whitening_matrix(Y, 0.01))
     expect = (raw.predict(X[:7]) - Y.mean(0)) @ whitening_matrix(Y, 0.01)
     np.testing.assert_allclose(white.predict(X[:7]), expect, atol=1e-10)
     # no shrinkage on isotropic targets: the matrix is ~ the identity (mean eigenvalue 1)
@@ -79,7 +85,7 @@ def test_whitening_helps_retrieval_where_one_direction_dominates_the_variance():
     assert p_rank > p_mse + 0.02, (p_rank, p_mse)
     # the choice is the best cell of its own validation table
     i, j = np.unravel_index(np.argmax(rank.cv_ranks_), rank.cv_ranks_.shape)
-    assert rank.alpha_ == np.logspace(-1, 7, 17)[i] and rank.whiten_ == RETRIEVAL_WHITEN[j]
+    assert rank.alpha_ == DEFAULT_ALPHAS[i] and rank.whiten_ == RETRIEVAL_WHITEN[j]
 
 
 def test_per_subject_retrieval_ridges_record_their_choices():

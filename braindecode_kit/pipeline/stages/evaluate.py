@@ -86,18 +86,20 @@ def _choose_anchors(ctx: RunContext, kind: str, ts, decoder, subject: str, test_
     truth = targets.loc(vals.stimulus_ids).image
     heads = {route: route_head(decoder, route) for route in ANCHOR_CRITERIA}
     d_val = {h: decoder.predict(x_val, subject=subject, head=h) for h in set(heads.values())}
+    linear_val = {route: r_val for route in ANCHOR_CRITERIA}
+    if retrieval_ridge is not None:
+        linear_val["decoder"] = retrieval_ridge.predict(x_val)
     out = {}
     for route, criterion in ANCHOR_CRITERIA.items():
         head = heads[route]
-        linear = (retrieval_ridge.predict(x_val) if route == "decoder" and retrieval_ridge
-                  is not None else r_val)
-        weight, scores = choose_anchor_weight(linear, d_val[head], truth, criterion=criterion)
+        weight, scores = choose_anchor_weight(linear_val[route], d_val[head], truth,
+                                              criterion=criterion)
         out[route] = {"weight": weight, "criterion": criterion, "scores": scores,
                       "head": head, "n_val_stimuli": vals.n_trials, "skipped": False,
-                      "ridge": "retrieval" if linear is not r_val else "mse"}
-        if linear is not r_val:
-            out[route]["retrieval_ridge"] = {"alpha": float(retrieval_ridge.alpha_),
-                                             "whiten": retrieval_ridge.whiten_}
+                      "ridge": "mse"}
+    if retrieval_ridge is not None:
+        out["decoder"].update(ridge="retrieval", retrieval_ridge={
+            "alpha": float(retrieval_ridge.alpha_), "whiten": retrieval_ridge.whiten_})
     return out
 
 
