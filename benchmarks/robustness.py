@@ -10,6 +10,9 @@ training, 3 repetitions averaged (NSD's protocol); 300-way brain->image top-1 wi
 binomial (Wilson) 95% CI, the ratio to ridge, chance, and the oracle: identification by
 the nearest noise-free test pattern of the generative model itself (what the data allow
 when the model is known; Euclidean, or Mahalanobis under the family's noise covariance).
+A last column scores the decoder's linear anchor alone (``RidgeDecoder(**ANCHOR_RIDGE)``,
+the ridge chosen for retrieval the decoder blends with), so that the table shows what the
+network adds to it.
 
 With ``--multi N``, every family is also drawn for N subjects at NSD-like noise: each
 subject its own voxel weights (and its own units, except ``shared_units``, whose rectified
@@ -270,6 +273,7 @@ def score(pred, Y):
 def run_cell(family, sem, low, Y, train_idx, test_idx, n_trials, noise_sd, seed,
              search=None):
     from braindecode_kit import ContrastiveDecoder, RidgeDecoder
+    from braindecode_kit.estimators import ANCHOR_RIDGE
     from braindecode_kit.evaluate import binomial_ci
 
     Xtr, stim, Xte, Rte, cov = draw(family, sem, low, train_idx, test_idx, n_trials, noise_sd,
@@ -279,6 +283,9 @@ def run_cell(family, sem, low, Y, train_idx, test_idx, n_trials, noise_sd, seed,
     t0 = time.perf_counter()
     ridge = RidgeDecoder().fit(Xtr, Y[stim], groups=stim)
     out["ridge"] = (*score(ridge.predict(Xte), Y[test_idx]), time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    lin = RidgeDecoder(**ANCHOR_RIDGE).fit(Xtr, Y[stim], groups=stim)
+    out["linear_anchor"] = (*score(lin.predict(Xte), Y[test_idx]), time.perf_counter() - t0)
     t0 = time.perf_counter()
     dec = ContrastiveDecoder(seed=seed).fit(Xtr, Y[stim])
     out["decoder"] = (*score(dec.predict(Xte), Y[test_idx]), time.perf_counter() - t0)
@@ -296,18 +303,24 @@ def run_multi_cell(family, sem, low, Y, train_idx, test_idx, n_trials, noise_sd,
     """Per-subject ridge, per-subject and multi-subject ``ContrastiveDecoder()`` and the
     oracle on ``n_subjects`` subjects drawn from ``family`` (same test stimuli)."""
     from braindecode_kit import ContrastiveDecoder, RidgeDecoder
+    from braindecode_kit.estimators import ANCHOR_RIDGE
 
     subs = [draw(family, sem, low, train_idx, test_idx, n_trials, noise_sd,
                  seed * 100 + s, clean=True) for s in range(n_subjects)]
     names = [f"sub-{s + 1:02d}" for s in range(n_subjects)]
     Yte = Y[test_idx]
-    h: dict[str, list] = {"oracle": [], "ridge": [], "decoder": [], "multi": []}
-    secs = {"ridge": 0.0, "decoder": 0.0, "multi": 0.0}
+    h: dict[str, list] = {"oracle": [], "ridge": [], "linear_anchor": [], "decoder": [],
+                          "multi": []}
+    secs = {"ridge": 0.0, "linear_anchor": 0.0, "decoder": 0.0, "multi": 0.0}
     for Xtr, stim, Xte, Rte, cov in subs:
         h["oracle"].append(oracle_hits(Xte, Rte, cov))
         t0 = time.perf_counter()
         h["ridge"].append(hits(RidgeDecoder().fit(Xtr, Y[stim], groups=stim).predict(Xte), Yte))
         secs["ridge"] += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        lin = RidgeDecoder(**ANCHOR_RIDGE).fit(Xtr, Y[stim], groups=stim)
+        h["linear_anchor"].append(hits(lin.predict(Xte), Yte))
+        secs["linear_anchor"] += time.perf_counter() - t0
         t0 = time.perf_counter()
         h["decoder"].append(hits(ContrastiveDecoder(seed=seed).fit(Xtr, Y[stim]).predict(Xte),
                                  Yte))
@@ -363,7 +376,7 @@ def main(argv=None) -> None:
           f"chance {chance:.4f}; seed {args.seed}")
     if not args.no_single:
         print(f"{'family':20s} {'noise':9s} {'train':12s} {'decoder':24s} {'ridge':24s} "
-              f"{'dec/ridge':>9s} {'verdict':>8s}  oracle")
+              f"{'dec/ridge':>9s} {'verdict':>8s}  oracle  linear anchor alone")
     for fam in ([] if args.no_single else fams):
         for nname, sd in noises.items():
             for sname, n in sizes.items():
@@ -374,14 +387,17 @@ def main(argv=None) -> None:
                 ratio = d / max(r, 1e-9)
                 verdict = _verdict(d, dci, r, rci)
                 o, oci = res["oracle"]
+                a, aci, at = res["linear_anchor"]
                 rows.append({"family": fam.name, "params": fam.params, "noise": nname,
                              "noise_sd": sd, "train_trials": n, "decoder": d, "decoder_ci": dci,
                              "ridge": r, "ridge_ci": rci, "ratio": ratio, "chance": chance,
-                             "oracle": o, "oracle_ci": oci,
+                             "oracle": o, "oracle_ci": oci, "linear_anchor": a,
+                             "linear_anchor_ci": aci, "linear_anchor_s": at,
                              "decoder_s": dt, "ridge_s": rt, "verdict": verdict})
                 print(f"{fam.name:20s} {nname:9s} {sname:12s} "
                       f"{d:.3f} [{dci[0]:.3f},{dci[1]:.3f}]   {r:.3f} [{rci[0]:.3f},{rci[1]:.3f}]"
-                      f"   {ratio:9.2f} {verdict:>8s}  {o:.3f}", flush=True)
+                      f"   {ratio:9.2f} {verdict:>8s}  {o:.3f}   {a:.3f} [{aci[0]:.3f},"
+                      f"{aci[1]:.3f}]", flush=True)
                 if "searched" in res:
                     q, qci, qt = res["searched"]
                     rows[-1].update({"searched": q, "searched_ci": qci, "searched_s": qt,
@@ -389,13 +405,14 @@ def main(argv=None) -> None:
                     print(f"{'  ... with search':42s} {q:.3f} [{qci[0]:.3f},{qci[1]:.3f}]"
                           f"{'':28s}{q / max(r, 1e-9):9.2f}  chose {res['searched_params']}"
                           f" ({qt:.0f} s; plain {dt:.0f} s)", flush=True)
+                _dump(args, rows, [])
     multi_rows = []
     if args.multi:
         print(f"\n{args.multi} subjects per cell, NSD-like noise; hit rate over subjects x "
               f"{N_TEST} test stimuli (95% bootstrap CI over stimuli); chance {chance:.4f}")
         print(f"{'family':20s} {'train/subj':10s} {'multi-subject fit':24s} "
               f"{'per-subject decoder':24s} {'ridge':24s} {'multi/ridge':>11s} "
-              f"{'verdict':>8s}  oracle")
+              f"{'verdict':>8s}  oracle  linear anchor alone")
         for fam in fams:
             for n in sizes.values():
                 res = run_multi_cell(fam, sem, low, Y, train_idx, test_idx, n,
@@ -405,7 +422,7 @@ def main(argv=None) -> None:
                        "noise_sd": NOISE["nsd_like"], "train_trials": n,
                        "n_subjects": args.multi, "chance": chance,
                        "multi_anchor": res["multi_anchor"]}
-                for k in ("multi", "decoder", "ridge", "oracle"):
+                for k in ("multi", "decoder", "ridge", "linear_anchor", "oracle"):
                     row[k], row[f"{k}_ci"], row[f"{k}_s"] = res[k]
                 row["ratio"] = row["multi"] / max(row["ridge"], 1e-9)
                 row["verdict"] = _verdict(row["multi"], row["multi_ci"], row["ridge"],
@@ -416,7 +433,8 @@ def main(argv=None) -> None:
                     return f"{row[k]:.3f} [{row[k + '_ci'][0]:.3f},{row[k + '_ci'][1]:.3f}]"
                 print(f"{fam.name:20s} {n:<10d} {cell('multi'):24s} {cell('decoder'):24s} "
                       f"{cell('ridge'):24s} {row['ratio']:11.2f} {row['verdict']:>8s}  "
-                      f"{row['oracle']:.3f}", flush=True)
+                      f"{row['oracle']:.3f}   {cell('linear_anchor')}", flush=True)
+                _dump(args, rows, multi_rows)
     print("\nfamilies:")
     for fam in fams:
         print(f"  {fam.name}: {fam.params}")
@@ -426,10 +444,17 @@ def main(argv=None) -> None:
             n_beat = sum(r["verdict"] == "beats" for r in rr)
             print(f"{name}: cells below ridge's lower CI bound {n_lose} of {len(rr)}; beyond "
                   f"both CIs {n_beat}; median ratio {np.median([r['ratio'] for r in rr]):.2f}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows if not args.multi else {"single": rows, "multi": multi_rows}, f,
-                      indent=1)
+    _dump(args, rows, multi_rows)
+
+
+def _dump(args, rows, multi_rows) -> None:
+    """Write the table so far to ``--json`` (a temp file renamed over it: never half-written)."""
+    if not args.json:
+        return
+    tmp = f"{args.json}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(rows if not args.multi else {"single": rows, "multi": multi_rows}, f, indent=1)
+    os.replace(tmp, args.json)
 
 
 if __name__ == "__main__":
