@@ -35,16 +35,40 @@ def features():
     return Y, sem, low, np.sort(order[:60]), np.sort(order[60:])
 
 
-def test_hits_is_the_benchmarks_300_way_top1(rb, features):
+def test_hits_over_all_candidates_is_the_plain_top1(rb, features):
     from braindecode_kit.evaluate import retrieval_accuracy
 
     Y, *_ = features
     rng = np.random.default_rng(1)
     pred = Y[:60] + rng.standard_normal((60, Y.shape[1])) * 1.5
-    h = rb.hits(pred, Y[:60])
+    h = rb.hits(pred, Y[:60], way=60)
     r = retrieval_accuracy(pred, Y[:60], k=1, n_candidates=60, n_draws=1, seed=0)
     assert 0 < h.mean() < 1
+    assert set(np.unique(h)) <= {0.0, 1.0}
     assert h.mean() == pytest.approx(r["top1"])
+
+
+def test_expected_top1_by_hand(rb):
+    # 4 stimuli with 0..3 rivals; 2-way: the one other candidate is not a rival with
+    # chance (3 - r) / 3; 3-way: both others non-rivals, (3 - r)(2 - r) / (3 * 2)
+    r = np.array([0, 1, 2, 3])
+    np.testing.assert_allclose(rb.expected_top1(r, 2), [1, 2 / 3, 1 / 3, 0])
+    np.testing.assert_allclose(rb.expected_top1(r, 3), [1, 1 / 3, 0, 0])
+    np.testing.assert_allclose(rb.expected_top1(r, None), [1, 0, 0, 0])
+
+
+def test_hits_is_the_mean_of_mindeye_draws(rb, features):
+    # the exact expectation agrees with many random 20-way draws of retrieval_accuracy
+    from braindecode_kit.evaluate import retrieval_accuracy
+
+    Y, *_ = features
+    rng = np.random.default_rng(2)
+    pred = Y[:60] + rng.standard_normal((60, Y.shape[1])) * 1.5
+    h = rb.hits(pred, Y[:60], way=20)
+    r = retrieval_accuracy(pred, Y[:60], k=1, n_candidates=20, n_draws=3000, seed=0)
+    assert 0.05 < h.mean() < 0.95
+    assert h.mean() == pytest.approx(r["top1"], abs=0.01)
+    assert h.mean() > rb.hits(pred, Y[:60], way=60).mean()  # fewer candidates, easier
 
 
 def test_oracle_is_perfect_without_noise_and_near_chance_with_huge_noise(rb, features):
@@ -100,17 +124,40 @@ def test_shared_units_share_units_but_not_voxels(rb, features):
     assert np.linalg.norm(ua.T @ ub) > np.linalg.norm(ua.T @ uo)
 
 
-def test_boot_ci_brackets_the_mean_and_narrows_with_subjects(rb):
+def _rivals_at(rb, rng, acc_noise, n=300, d=16):
+    Y = rng.standard_normal((n, d))
+    return rb.rival_matrix(Y + rng.standard_normal((n, d)) * acc_noise, Y)
+
+
+def test_score_ci_brackets_the_mean_and_narrows_with_subjects(rb):
     rng = np.random.default_rng(0)
-    h1 = (rng.random((1, 300)) < 0.4).astype(float)
-    h3 = (rng.random((3, 300)) < 0.4).astype(float)
-    lo1, hi1 = rb.boot_ci(h1, seed=0)
-    lo3, hi3 = rb.boot_ci(h3, seed=0)
-    assert lo1 < h1.mean() < hi1 and lo3 < h3.mean() < hi3
+    G1 = [_rivals_at(rb, rng, 1.2)]
+    G3 = G1 + [_rivals_at(rb, rng, 1.2) for _ in range(2)]
+    v1, (lo1, hi1) = rb.score(G1, seed=0, way=30)
+    v3, (lo3, hi3) = rb.score(G3, seed=0, way=30)
+    assert 0.1 < v1 < 0.9
+    assert lo1 < v1 < hi1 and lo3 < v3 < hi3
     assert hi3 - lo3 < hi1 - lo1
     # a perfect score is not known exactly: the Wilson interval over the 300 stimuli
-    lo, hi = rb.boot_ci(np.ones((3, 300)), seed=0)
-    assert hi == 1.0 and 0.98 < lo < 0.995
+    v, (lo, hi) = rb.score([_rivals_at(rb, rng, 1e-6)] * 3, seed=0)
+    assert v == 1.0 and hi == 1.0 and 0.98 < lo < 0.995
+
+
+def test_score_ci_covers_the_population_value(rb):
+    # test sets of 300 drawn from one population: the 95% CIs of most of them hold the
+    # population's 30-way top-1 (here that of a 3000-stimulus set), so the bootstrap,
+    # resampling stimuli as foils too, is not overconfident
+    rng = np.random.default_rng(4)
+    Y = rng.standard_normal((3000, 16))
+    pred = Y + rng.standard_normal(Y.shape) * 1.2
+    truth = rb.hits(pred[:2000], Y[:2000], way=30).mean()  # a large sample's value
+    covered = 0
+    for t in range(20):
+        idx = rng.choice(3000, 300, replace=False)
+        _, (lo, hi) = rb.score(rb.rival_matrix(pred[idx], Y[idx]), seed=t, way=30,
+                               n_boot=400)
+        covered += lo <= truth <= hi
+    assert covered >= 15
 
 
 def test_multi_cell_scores_every_model_on_the_same_subjects(rb, features):
