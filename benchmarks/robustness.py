@@ -334,32 +334,41 @@ def score(Gs, seed: int = 0, way: int | None = None, n_boot: int = 1000):
     return value, [max(0.0, value - half), min(1.0, value + half)]
 
 
-def run_cell(family, sem, low, Y, train_idx, test_idx, n_trials, noise_sd, seed,
-             search=None):
+def per_subject_models(seed: int, stim: np.ndarray) -> list[tuple[str, object, dict]]:
+    """(column, estimator, its fit keywords) of every per-subject model of the tables:
+    ridge, the decoder's linear anchor alone, the decoder."""
     from braindecode_kit import ContrastiveDecoder, RidgeDecoder
     from braindecode_kit.estimators import ANCHOR_RIDGE
+
+    return [("ridge", RidgeDecoder(), {"groups": stim}),
+            ("linear_anchor", RidgeDecoder(**ANCHOR_RIDGE), {"groups": stim}),
+            ("decoder", ContrastiveDecoder(seed=seed), {})]
+
+
+def fit_predict(model, Xtr, Ytr, Xte, **fit_kw):
+    """(the fitted model, its test predictions, seconds for fit + predict)."""
+    t0 = time.perf_counter()
+    pred = model.fit(Xtr, Ytr, **fit_kw).predict(Xte)
+    return model, pred, time.perf_counter() - t0
+
+
+def run_cell(family, sem, low, Y, train_idx, test_idx, n_trials, noise_sd, seed,
+             search=None):
+    from braindecode_kit import ContrastiveDecoder
 
     Xtr, stim, Xte, Rte, cov = draw(family, sem, low, train_idx, test_idx, n_trials, noise_sd,
                                     seed, clean=True)
     Yte = Y[test_idx]
     out = {"oracle": score(oracle_rivals(Xte, Rte, cov), seed)}
-
-    def timed(name, fit):
-        t0 = time.perf_counter()
-        model = fit()
-        pred = model.predict(Xte)
-        secs = time.perf_counter() - t0
-        out[name] = (*score(rival_matrix(pred, Yte), seed), secs)
-        return model
-
-    timed("ridge", lambda: RidgeDecoder().fit(Xtr, Y[stim], groups=stim))
-    timed("linear_anchor", lambda: RidgeDecoder(**ANCHOR_RIDGE).fit(Xtr, Y[stim], groups=stim))
-    timed("decoder", lambda: ContrastiveDecoder(seed=seed).fit(Xtr, Y[stim]))
+    models = per_subject_models(seed, stim)
     if search:
-        dec = timed("searched",
-                    lambda: ContrastiveDecoder(seed=seed, search=search).fit(Xtr, Y[stim]))
-        out["searched_params"] = dec.best_params_
-        out["searched_anchor"] = dec.anchor_
+        models.append(("searched", ContrastiveDecoder(seed=seed, search=search), {}))
+    for name, model, fit_kw in models:
+        model, pred, secs = fit_predict(model, Xtr, Y[stim], Xte, **fit_kw)
+        out[name] = (*score(rival_matrix(pred, Yte), seed), secs)
+    if search:
+        out["searched_params"] = model.best_params_
+        out["searched_anchor"] = model.anchor_
     return out
 
 
@@ -367,8 +376,7 @@ def run_multi_cell(family, sem, low, Y, train_idx, test_idx, n_trials, noise_sd,
                    n_subjects):
     """Per-subject ridge, per-subject and multi-subject ``ContrastiveDecoder()`` and the
     oracle on ``n_subjects`` subjects drawn from ``family`` (same test stimuli)."""
-    from braindecode_kit import ContrastiveDecoder, RidgeDecoder
-    from braindecode_kit.estimators import ANCHOR_RIDGE
+    from braindecode_kit import ContrastiveDecoder
 
     subs = [draw(family, sem, low, train_idx, test_idx, n_trials, noise_sd,
                  seed * 100 + s, clean=True) for s in range(n_subjects)]
@@ -379,14 +387,9 @@ def run_multi_cell(family, sem, low, Y, train_idx, test_idx, n_trials, noise_sd,
     secs = {"ridge": 0.0, "linear_anchor": 0.0, "decoder": 0.0, "multi": 0.0}
     for Xtr, stim, Xte, Rte, cov in subs:
         h["oracle"].append(oracle_rivals(Xte, Rte, cov))
-        for name, make in (("ridge", lambda: RidgeDecoder()),
-                           ("linear_anchor", lambda: RidgeDecoder(**ANCHOR_RIDGE)),
-                           ("decoder", lambda: ContrastiveDecoder(seed=seed))):
-            t0 = time.perf_counter()
-            model = make()
-            fit_kw = {"groups": stim} if name != "decoder" else {}
-            pred = model.fit(Xtr, Y[stim], **fit_kw).predict(Xte)
-            secs[name] += time.perf_counter() - t0
+        for name, model, fit_kw in per_subject_models(seed, stim):
+            _, pred, t = fit_predict(model, Xtr, Y[stim], Xte, **fit_kw)
+            secs[name] += t
             h[name].append(rival_matrix(pred, Yte))
     t0 = time.perf_counter()
     multi = ContrastiveDecoder(seed=seed).fit([x[0] for x in subs], [Y[x[1]] for x in subs],
